@@ -1,0 +1,12 @@
+"""scmint: single-cell multi-omics integration models for scvi-tools."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import data, metrics, pl, pp, tl
+
+try:
+    __version__ = version("scmint")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = ["data", "metrics", "pl", "pp", "tl", "__version__"]

@@ -1,0 +1,61 @@
+"""Shared fixtures: the real datasets in ../shared/data, read once per session."""
+
+from pathlib import Path
+
+import mudata as md
+import pytest
+
+md.set_options(pull_on_update=False)
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _read(name: str) -> md.MuData:
+    path = DATA_DIR / name / f"{name}.h5mu"
+    if not path.exists():
+        pytest.skip(f"{path} not found: the shared datasets must sit beside the repository")
+    return md.read_h5mu(path)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def _bmmc_multiome() -> md.MuData:
+    return _read("bmmc_multiome_starter")
+
+
+@pytest.fixture
+def bmmc_multiome(_bmmc_multiome) -> md.MuData:
+    """Fresh copy of the 500-cell 10x Multiome starter (rna 600 genes, atac 600 peaks)."""
+    return _bmmc_multiome.copy()
+
+
+@pytest.fixture(scope="session")
+def _bmmc_cite() -> md.MuData:
+    return _read("bmmc_cite_starter")
+
+
+@pytest.fixture
+def bmmc_cite(_bmmc_cite) -> md.MuData:
+    """Fresh copy of the 600-cell CITE-seq starter (rna 1,000 genes, adt 134 proteins)."""
+    return _bmmc_cite.copy()
+
+
+@pytest.fixture(scope="session")
+def _pbmc_mosaic() -> md.MuData:
+    return _read("pbmc_mosaic")
+
+
+@pytest.fixture
+def pbmc_mosaic(_pbmc_mosaic) -> md.MuData:
+    """Fresh copy of the PBMC mosaic: 800 paired, 400 RNA-only, 400 ADT-only cells."""
+    return _pbmc_mosaic.copy()
+
+
+@pytest.fixture(scope="session")
+def snare() -> md.MuData:
+    """SNARE-seq mouse cortex, 10,309 paired cells (read-only: do not modify in tests)."""
+    return _read("snare_mouse_cortex")
