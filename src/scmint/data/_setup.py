@@ -1,0 +1,274 @@
+"""The one registration of a padded MuData that every scmint model reuses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import mudata as md
+import numpy as np
+import pandas as pd
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import (
+    BaseAnnDataField,
+    MuDataCategoricalObsField,
+    MuDataLabelsWithUnlabeledObsField,
+    MuDataLayerField,
+    MuDataNumericalObsField,
+)
+
+from ._padding import INDICATOR_PREFIX, PADDING_UNS_KEY, check_padded, indicator_key
+from ._validation import (
+    check_counts,
+    check_finite,
+    check_labels,
+    check_modalities,
+    check_nonempty_cells,
+    get_matrix,
+    resolve_layers,
+)
+
+LABELS_COLUMN = "_scmint_labels"
+"""``mdata.obs`` column holding the labels with missing values set to the unlabeled category."""
+
+
+def data_key(modality: str) -> str:
+    """Registry key under which a modality's data matrix is registered."""
+    return f"X_{modality}"
+
+
+def mask_key(modality: str) -> str:
+    """Registry key under which a modality's 0/1 indicator is registered."""
+    return f"mask_{modality}"
+
+
+def _obs_column_or_raise(mdata: md.MuData, key: str, what: str) -> None:
+    if key in mdata.obs.columns:
+        return
+    in_mods = [m for m, a in mdata.mod.items() if key in a.obs.columns]
+    hint = (
+        f" It is a column of modalities {in_mods}: pad with scmint.data.pad_mudata, which "
+        "carries modality obs columns to mdata.obs."
+        if in_mods
+        else ""
+    )
+    raise KeyError(f"{what} '{key}' is not a column of mdata.obs.{hint}")
+
+
+def validate_mudata(
+    mdata: md.MuData,
+    modalities: Sequence[str] | None = None,
+    layer: str | Mapping[str, str | None] | None = None,
+    batch_key: str | None = None,
+    labels_key: str | None = None,
+    count_modalities: Sequence[str] = (),
+    labels_required: bool = False,
+    unlabeled_category: str = "Unknown",
+) -> tuple[list[str], dict[str, str | None], str]:
+    """Check a MuData before registration; raise a clear error for each kind of bad input.
+
+    Parameters
+    ----------
+    mdata
+        The MuData to check (not modified).
+    modalities
+        Modalities the model uses; default all of ``mdata.mod``.
+    layer
+        Layer name, or ``{modality: layer}``; None uses ``X``.
+    batch_key
+        Column of ``mdata.obs`` with the batch of each cell.
+    labels_key
+        Column of ``mdata.obs`` with cell-type labels.
+    count_modalities
+        Modalities that will be fitted with a count likelihood: their values must be
+        non-negative integers.
+    labels_required
+        Whether the model needs labelled cells.
+    unlabeled_category
+        Label value meaning "unknown".
+
+    Returns
+    -------
+    The modality list, the per-modality layers and the indicator prefix.
+    """
+    if not isinstance(mdata, md.MuData):
+        raise TypeError(
+            f"setup_mudata expects a mudata.MuData, got {type(mdata).__name__}. For one "
+            "AnnData per modality build mudata.MuData({'rna': rna, 'atac': atac}) and pad it "
+            "with scmint.data.pad_mudata."
+        )
+    names = check_modalities(mdata, list(mdata.mod.keys()) if modalities is None else modalities)
+    prefix = mdata.uns.get(PADDING_UNS_KEY, {}).get("indicator_prefix", INDICATOR_PREFIX)
+    check_padded(mdata, names, prefix)
+    layers = resolve_layers(names, layer)
+    unknown_counts = [m for m in count_modalities if m not in names]
+    if unknown_counts:
+        raise KeyError(f"count_modalities {unknown_counts} are not among modalities {names}.")
+    for m in names:
+        x = get_matrix(mdata.mod[m], layers[m])
+        if m in count_modalities:
+            check_counts(x, m, layers[m])
+        else:
+            check_finite(x, m, layers[m])
+    check_nonempty_cells(mdata, names, layers, prefix)
+    if batch_key is not None:
+        _obs_column_or_raise(mdata, batch_key, "batch_key")
+        if mdata.obs[batch_key].isna().any():
+            n = int(mdata.obs[batch_key].isna().sum())
+            raise ValueError(
+                f"{n} cells have no value in batch_key '{batch_key}'; fill them in "
+                "(e.g. with the name of their dataset) before setup."
+            )
+    if labels_key is not None:
+        _obs_column_or_raise(mdata, labels_key, "labels_key")
+    check_labels(mdata.obs, labels_key, unlabeled_category, required=labels_required)
+    return names, layers, prefix
+
+
+def mudata_fields(
+    mdata: md.MuData,
+    modalities: Sequence[str],
+    layers: Mapping[str, str | None],
+    indicator_prefix: str,
+    batch_key: str | None = None,
+    labels_key: str | None = None,
+    unlabeled_category: str = "Unknown",
+    count_modalities: Sequence[str] = (),
+) -> list[BaseAnnDataField]:
+    """The scvi-tools fields of a padded MuData: one data layer and one mask per modality.
+
+    Adds the column ``_scmint_labels`` to ``mdata.obs`` when ``labels_key`` is given
+    (labels with missing values replaced by ``unlabeled_category``), the way
+    scvi-tools adds its own ``_scvi_*`` columns.
+    """
+    fields: list[BaseAnnDataField] = [
+        MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=None),
+    ]
+    if labels_key is None:
+        fields.append(MuDataCategoricalObsField(REGISTRY_KEYS.LABELS_KEY, None, mod_key=None))
+    else:
+        labels = mdata.obs[labels_key].astype(object)
+        mdata.obs[LABELS_COLUMN] = pd.Categorical(
+            np.where(labels.isna(), unlabeled_category, labels.astype(str))
+        )
+        fields.append(
+            MuDataLabelsWithUnlabeledObsField(
+                REGISTRY_KEYS.LABELS_KEY, LABELS_COLUMN, unlabeled_category, mod_key=None
+            )
+        )
+    for m in modalities:
+        fields.append(
+            MuDataLayerField(
+                data_key(m),
+                layers[m],
+                mod_key=m,
+                is_count_data=m in count_modalities,
+                mod_required=True,
+            )
+        )
+        fields.append(
+            MuDataNumericalObsField(mask_key(m), indicator_key(m, indicator_prefix), mod_key=None)
+        )
+    return fields
+
+
+class MuDataSetupMixin:
+    """``setup_mudata`` shared by all scmint models.
+
+    A model class lists what it needs in two class attributes and inherits the rest:
+
+    - ``_labels_required``: whether training needs cell-type labels (MINNET);
+    - ``_count_modalities_default``: ``"all"`` when every modality is fitted with a count
+      likelihood by default, else an empty tuple. Models with per-modality likelihood
+      choices check counts again at construction with :meth:`_check_count_modalities`.
+    """
+
+    _labels_required: bool = False
+    _count_modalities_default: str | tuple[str, ...] = ()
+
+    @classmethod
+    def setup_mudata(
+        cls,
+        mdata: md.MuData,
+        modalities: Sequence[str] | None = None,
+        layer: str | Mapping[str, str | None] | None = None,
+        batch_key: str | None = None,
+        labels_key: str | None = None,
+        unlabeled_category: str = "Unknown",
+        count_modalities: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Register a padded MuData with the model class.
+
+        Parameters
+        ----------
+        mdata
+            Padded MuData (see :func:`scmint.data.pad_mudata`). Registration adds
+            scvi-tools' bookkeeping columns (``_scvi_batch``, ``_scvi_labels``,
+            ``_scmint_labels``) to ``mdata.obs`` and ``uns["_scvi_*"]``; nothing else of
+            it changes.
+        modalities
+            Modality names to use, in order; default all of ``mdata.mod``.
+        layer
+            Layer name for all modalities, or ``{modality: layer}``; None uses ``X``.
+        batch_key
+            Column of ``mdata.obs`` with the batch (donor, library) of each cell.
+        labels_key
+            Column of ``mdata.obs`` with cell-type labels; missing values count as
+            unlabelled.
+        unlabeled_category
+            Label value that means "unknown".
+        count_modalities
+            Modalities whose values must be raw integer counts (a count likelihood is
+            fitted to them). Default: the model's own default.
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        names = list(mdata.mod.keys()) if modalities is None else list(modalities)
+        if count_modalities is None:
+            default = cls._count_modalities_default
+            count_modalities = names if default == "all" else list(default)
+        names, layers, prefix = validate_mudata(
+            mdata,
+            names,
+            layer,
+            batch_key=batch_key,
+            labels_key=labels_key,
+            count_modalities=count_modalities,
+            labels_required=cls._labels_required,
+            unlabeled_category=unlabeled_category,
+        )
+        setup_method_args["setup_args"]["modalities"] = names
+        setup_method_args["setup_args"]["count_modalities"] = list(count_modalities)
+        fields = mudata_fields(
+            mdata,
+            names,
+            layers,
+            prefix,
+            batch_key=batch_key,
+            labels_key=labels_key,
+            unlabeled_category=unlabeled_category,
+            count_modalities=count_modalities,
+        )
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(mdata, **kwargs)
+        cls.register_manager(manager)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def modalities(self) -> list[str]:
+        """Modalities the model was set up with, in order."""
+        return list(self.adata_manager.registry["setup_args"]["modalities"])
+
+    def _modality_var_names(self) -> dict[str, pd.Index]:
+        """The reference features of each modality, as registered."""
+        return {m: pd.Index(self.adata.mod[m].var_names) for m in self.modalities}
+
+    def _check_count_modalities(self, modalities: Sequence[str]) -> None:
+        """Check that ``modalities`` hold integer counts (for models choosing likelihoods)."""
+        args = self.adata_manager.registry["setup_args"]
+        layers = resolve_layers(self.modalities, args.get("layer"))
+        for m in modalities:
+            check_counts(get_matrix(self.adata.mod[m], layers[m]), m, layers[m])

@@ -1,0 +1,249 @@
+"""Checks that fail before training, each with a message that says what to do."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from ._padding import indicator_key
+
+
+def get_matrix(adata: ad.AnnData, layer: str | None = None):
+    """``adata.X`` or ``adata.layers[layer]``, with a clear error for an unknown layer."""
+    if layer is None:
+        if adata.X is None:
+            raise ValueError("adata.X is empty; pass layer= naming the layer with the data.")
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(
+            f"Layer '{layer}' not found; available layers: {list(adata.layers.keys())}. "
+            "Use layer=None for X."
+        )
+    return adata.layers[layer]
+
+
+def _values(x) -> np.ndarray:
+    """The stored values of a dense or sparse matrix (no densification)."""
+    if sparse.issparse(x):
+        return np.asarray(x.data)
+    return np.asarray(x)
+
+
+def _where(modality: str | None, layer: str | None) -> str:
+    place = "X" if layer is None else f"layers['{layer}']"
+    return place if modality is None else f"modality '{modality}' ({place})"
+
+
+def check_modalities(mdata: md.MuData, modalities: Sequence[str]) -> list[str]:
+    """Check the modality names exist in ``mdata`` and return them as a list."""
+    if isinstance(modalities, str):
+        raise TypeError(
+            f"modalities must be a list of names, got the string '{modalities}'; "
+            f"write modalities=['{modalities}', ...]."
+        )
+    modalities = list(modalities)
+    unknown = [m for m in modalities if m not in mdata.mod]
+    if unknown:
+        raise KeyError(
+            f"Unknown modalities {unknown}: the MuData has {list(mdata.mod.keys())}. "
+            "Check the spelling or pass modalities= with names from mdata.mod."
+        )
+    if len(modalities) < 2:
+        raise ValueError(f"scmint models need two or more modalities, got {modalities}.")
+    if len(set(modalities)) != len(modalities):
+        raise ValueError(f"Modalities are listed more than once: {modalities}.")
+    return modalities
+
+
+def resolve_layers(
+    modalities: Sequence[str], layer: str | Mapping[str, str | None] | None
+) -> dict[str, str | None]:
+    """Expand ``layer`` (None, one name, or a mapping per modality) into a full mapping."""
+    if layer is None or isinstance(layer, str):
+        return dict.fromkeys(modalities, layer)
+    unknown = [m for m in layer if m not in modalities]
+    if unknown:
+        raise KeyError(f"layer= names modalities {unknown} that are not among {list(modalities)}.")
+    return {m: layer.get(m) for m in modalities}
+
+
+def check_finite(x, modality: str | None = None, layer: str | None = None) -> None:
+    """Raise if the matrix holds NaN or infinite values."""
+    values = _values(x)
+    if not np.issubdtype(values.dtype, np.number):
+        raise TypeError(f"{_where(modality, layer)} holds non-numeric values ({values.dtype}).")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(
+            f"{_where(modality, layer)} holds {int(bad.sum())} NaN or infinite values. "
+            "Remove or impute them before setup (for example set them to 0 for counts)."
+        )
+
+
+def check_counts(x, modality: str | None = None, layer: str | None = None) -> None:
+    """Raise unless the matrix holds non-negative integers, as a count likelihood needs."""
+    check_finite(x, modality, layer)
+    values = _values(x)
+    negative = values < 0
+    if negative.any():
+        raise ValueError(
+            f"{_where(modality, layer)} holds {int(negative.sum())} negative values, but a "
+            "count likelihood (negative binomial, Poisson) needs raw non-negative counts. "
+            "Pass the layer with raw counts (layer=...) or choose a Normal likelihood."
+        )
+    fractional = values != np.round(values)
+    if fractional.any():
+        example = values[fractional][0]
+        raise ValueError(
+            f"{_where(modality, layer)} holds {int(fractional.sum())} non-integer values "
+            f"(e.g. {example:g}), but a count likelihood (negative binomial, Poisson) needs "
+            "raw integer counts. Normalised or log-transformed data are not counts: pass the "
+            "layer with raw counts (layer=...) or choose a Normal likelihood."
+        )
+
+
+def _row_sums(x) -> np.ndarray:
+    return np.asarray(abs(x).sum(axis=1)).ravel()
+
+
+def check_nonempty_cells(
+    mdata: md.MuData,
+    modalities: Sequence[str],
+    layers: Mapping[str, str | None],
+    indicator_prefix: str,
+) -> None:
+    """Raise if a cell has no counts in any modality it was measured in."""
+    total = np.zeros(mdata.n_obs)
+    present = np.zeros(mdata.n_obs, dtype=bool)
+    for m in modalities:
+        has = mdata.obs[indicator_key(m, indicator_prefix)].to_numpy().astype(bool)
+        present |= has
+        total += np.where(has, _row_sums(get_matrix(mdata.mod[m], layers[m])), 0.0)
+    absent = ~present
+    if absent.any():
+        names = mdata.obs_names[absent][:3].tolist()
+        raise ValueError(
+            f"{int(absent.sum())} cells (e.g. {names}) are measured in none of the modalities "
+            f"{list(modalities)} according to the indicator columns. Drop them, e.g. "
+            "mdata = mdata[mask].copy(), or pad again with scmint.data.pad_mudata."
+        )
+    empty = total == 0
+    if empty.any():
+        names = mdata.obs_names[empty][:3].tolist()
+        raise ValueError(
+            f"{int(empty.sum())} cells (e.g. {names}) have no counts in any modality they "
+            "were measured in. Filter them out before setup, e.g. with "
+            "muon.pp.filter_obs or scanpy.pp.filter_cells(min_counts=1) per modality, "
+            "then pad again."
+        )
+
+
+def check_labels(
+    obs: pd.DataFrame,
+    labels_key: str | None,
+    unlabeled_category: str = "Unknown",
+    required: bool = False,
+) -> None:
+    """Raise if labels are required but missing, or the column is absent or all unknown."""
+    if labels_key is None:
+        if required:
+            raise ValueError(
+                "This model trains on cell-type labels: pass labels_key= naming the obs column "
+                "with them (in mdata.obs or a modality's obs before padding)."
+            )
+        return
+    if labels_key not in obs.columns:
+        raise KeyError(
+            f"labels_key '{labels_key}' is not a column of mdata.obs (columns: "
+            f"{list(obs.columns)}). Pad the MuData with scmint.data.pad_mudata to carry "
+            "modality obs columns to mdata.obs, or fix the name."
+        )
+    labels = obs[labels_key]
+    known = labels.notna() & (labels.astype(str) != str(unlabeled_category))
+    if required and not known.any():
+        raise ValueError(
+            f"Every cell's label in '{labels_key}' is missing or '{unlabeled_category}'; "
+            "this model needs labelled cells to train on."
+        )
+
+
+def align_features(
+    adata: ad.AnnData,
+    reference_features: Sequence[str] | pd.Index,
+    modality: str = "data",
+    align: bool = True,
+    layer: str | None = None,
+) -> ad.AnnData:
+    """Return ``adata`` with exactly ``reference_features``, in their order.
+
+    Parameters
+    ----------
+    adata
+        Query data of one modality. Not modified.
+    reference_features
+        The feature names the model was trained on.
+    modality
+        Name used in messages.
+    align
+        If True, reorder features by name, drop unknown ones and zero-fill reference
+        features the query lacks, warning how many. If False, a mismatch raises.
+    layer
+        Layer to take the values from (None: ``X``); the result holds them in ``X``.
+
+    Returns
+    -------
+    An AnnData (a copy unless nothing had to change) with ``var_names`` equal to
+    ``reference_features``; sparse input stays sparse.
+    """
+    reference = pd.Index(reference_features)
+    x = get_matrix(adata, layer)
+    if adata.var_names.equals(reference):
+        if layer is None:
+            return adata
+        return ad.AnnData(X=x, obs=adata.obs.copy(), var=adata.var.copy())
+    if not adata.var_names.is_unique:
+        raise ValueError(
+            f"Query features of '{modality}' are not unique; run adata.var_names_make_unique()."
+        )
+    missing = reference.difference(adata.var_names)
+    extra = adata.var_names.difference(reference)
+    summary = (
+        f"{len(missing)} of the {len(reference)} reference features of '{modality}' are absent "
+        f"from the query and {len(extra)} query features are not in the reference"
+    )
+    if not align:
+        raise ValueError(
+            f"Query features do not match the reference: {summary} (or the order differs). "
+            "Pass align_features=True to match them by name, zero-filling absent features."
+        )
+    if len(missing) == len(reference):
+        raise ValueError(
+            f"None of the {len(reference)} reference features of '{modality}' is in the "
+            "query; check that the query uses the same feature names (e.g. gene symbols "
+            "versus Ensembl IDs)."
+        )
+    if len(missing) or len(extra):
+        warnings.warn(
+            f"Aligning query features by name: {summary}; absent features are zero-filled.",
+            UserWarning,
+            stacklevel=2,
+        )
+    src = adata.var_names.get_indexer(reference)
+    found = src >= 0
+    n_ref = len(reference)
+    select = sparse.csr_matrix(
+        (np.ones(found.sum(), dtype=np.float32), (src[found], np.flatnonzero(found))),
+        shape=(adata.n_vars, n_ref),
+    )
+    if sparse.issparse(x):
+        new_x = (sparse.csr_matrix(x) @ select).tocsr().astype(x.dtype, copy=False)
+    else:
+        new_x = np.zeros((adata.n_obs, n_ref), dtype=np.asarray(x).dtype)
+        new_x[:, found] = np.asarray(x)[:, src[found]]
+    return ad.AnnData(X=new_x, obs=adata.obs.copy(), var=pd.DataFrame(index=reference.copy()))
