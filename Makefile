@@ -1,0 +1,41 @@
+# Two commands set up a fresh machine:  `make demo`  and  `make test`.
+# Both create the virtual environment .venv on first use. torch==2.13.0 is installed
+# before anything that depends on it when the environment has no torch yet, so pip
+# does not pull a second, CUDA-sized build on a CPU machine.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.scmint-installed
+TORCH ?= torch==2.13.0
+DEMO_OUT ?= demo_output
+
+.PHONY: install demo test lint docs benchmark clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/scmint demo --out $(DEMO_OUT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
+
+test: lint
+	$(BIN)/python -m pytest
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/run.py --help
+
+clean:
+	rm -rf $(VENV) docs/_build $(DEMO_OUT)

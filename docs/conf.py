@@ -1,0 +1,42 @@
+"""Sphinx configuration for scmint."""
+
+from importlib.metadata import version as _version
+
+project = "scmint"
+author = "scmint developers"
+copyright = "2026, scmint developers"
+release = _version("scmint")
+version = release
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+    "sphinx_autodoc_typehints",
+]
+autosummary_generate = True
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": False}
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = True
+typehints_defaults = "comma"
+always_document_param_types = False
+nitpicky = False
+myst_enable_extensions = ["colon_fence", "deflist"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "anndata": ("https://anndata.readthedocs.io/en/stable/", None),
+    "mudata": ("https://mudata.readthedocs.io/en/latest/", None),
+    "scvi": ("https://docs.scvi-tools.org/en/stable/", None),
+}
+intersphinx_disabled_reftypes = ["*"]
+intersphinx_timeout = 1
+html_theme = "furo"
+html_title = "scmint"
+suppress_warnings = ["intersphinx.external"]

@@ -1,0 +1,76 @@
+"""Put per-modality embeddings of one model into one AnnData for plotting and scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+
+
+def stack_embeddings(
+    embeddings: Mapping[str, np.ndarray],
+    obs: Mapping[str, pd.DataFrame],
+    key_added: str = "X_emb",
+    modality_key: str = "modality",
+) -> ad.AnnData:
+    """Stack per-modality embeddings of the same latent space into one AnnData.
+
+    Parameters
+    ----------
+    embeddings
+        ``{modality: cells x d array}``; all arrays share ``d``.
+    obs
+        ``{modality: obs DataFrame}`` with one row per embedded cell, in the same order
+        (cell type, batch, ...).
+    key_added
+        Key of ``obsm`` that receives the stacked embedding.
+    modality_key
+        Name of the ``obs`` column that says which modality each row was embedded from.
+
+    Returns
+    -------
+    AnnData with no features, ``obsm[key_added]`` holding the embeddings and ``obs``
+    holding the given columns plus ``modality_key``. Row names are
+    ``f"{cell}:{modality}"`` so the same cell may appear once per modality.
+    """
+    if set(embeddings) != set(obs):
+        raise ValueError(
+            f"embeddings and obs must name the same modalities, got {sorted(embeddings)} "
+            f"and {sorted(obs)}."
+        )
+    dims = {m: np.asarray(z).shape[1] for m, z in embeddings.items()}
+    if len(set(dims.values())) != 1:
+        raise ValueError(f"Embeddings differ in dimension: {dims}.")
+    frames = []
+    for m, z in embeddings.items():
+        frame = obs[m].copy()
+        if len(frame) != len(z):
+            raise ValueError(
+                f"Modality '{m}': {len(z)} embedded cells but {len(frame)} rows of obs."
+            )
+        frame.index = [f"{c}:{m}" for c in frame.index]
+        frame[modality_key] = m
+        frames.append(frame)
+    stacked_obs = pd.concat(frames, axis=0)
+    for col in stacked_obs.columns:
+        if stacked_obs[col].dtype == object:
+            stacked_obs[col] = stacked_obs[col].astype("category")
+    z_all = np.concatenate([np.asarray(embeddings[m], dtype=np.float32) for m in embeddings])
+    out = ad.AnnData(obs=stacked_obs)
+    out.obsm[key_added] = z_all
+    return out
+
+
+def umap(
+    adata: ad.AnnData,
+    use_rep: str = "X_emb",
+    n_neighbors: int = 15,
+    random_state: int = 0,
+) -> ad.AnnData:
+    """Compute a UMAP of ``obsm[use_rep]`` with scanpy, in place, and return ``adata``."""
+    sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, random_state=random_state)
+    sc.tl.umap(adata, random_state=random_state)
+    return adata
