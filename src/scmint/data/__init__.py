@@ -3,11 +3,7 @@
 from ._padding import INDICATOR_PREFIX, check_padded, indicator_key, is_padded, pad_mudata
 from ._query import prepare_query_mudata
 from ._setup import MuDataSetupMixin, data_key, mask_key, mudata_fields, validate_mudata
-
-try:  # TEMP while the simulator is being written
-    from ._simulate import simulate_multiome
-except ImportError:  # pragma: no cover
-    pass
+from ._simulate import simulate_multiome
 from ._validation import (
     align_features,
     check_counts,
