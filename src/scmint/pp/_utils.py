@@ -1,0 +1,192 @@
+"""Small helpers shared by the preprocessing modules."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+Matrix = np.ndarray | sp.spmatrix | sp.sparray
+
+
+def get_matrix(adata: AnnData, layer: str | None = None) -> Matrix:
+    """Return ``adata.X`` or ``adata.layers[layer]`` without copying.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    layer
+        Layer name; ``None`` (or ``"X"``) reads ``adata.X``.
+
+    Returns
+    -------
+    The matrix (a view's matrix is materialised by anndata).
+    """
+    if layer is None or layer == "X":
+        X = adata.X
+    else:
+        if layer not in adata.layers:
+            raise KeyError(
+                f"layer {layer!r} not found; available layers: {list(adata.layers.keys())}"
+            )
+        X = adata.layers[layer]
+    if X is None:
+        raise ValueError("the AnnData has no matrix in X")
+    return X
+
+
+def as_float_matrix(X: Any, dtype: type = np.float64) -> Matrix:
+    """Return ``X`` as a CSR matrix or a 2-d ndarray of ``dtype`` (copying only if needed)."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)
+        if X.dtype != dtype:
+            X = X.astype(dtype)
+        return X
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-d matrix, got an array of shape {X.shape}")
+    return X.astype(dtype, copy=False)
+
+
+def to_csr(X: Matrix, dtype: type = np.float64) -> sp.csr_matrix:
+    """Return ``X`` as a CSR matrix of ``dtype``."""
+    if sp.issparse(X):
+        return as_float_matrix(X, dtype)
+    return sp.csr_matrix(np.asarray(X, dtype=dtype))
+
+
+def row_sums(X: Matrix) -> np.ndarray:
+    """Row sums of a dense or sparse matrix as a flat float64 array."""
+    return np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+
+
+def scale_rows(X: Matrix, factors: np.ndarray) -> Matrix:
+    """Multiply each row of ``X`` by ``factors`` (sparse stays sparse)."""
+    if sp.issparse(X):
+        return sp.csr_matrix(sp.diags(factors) @ X)
+    return X * factors[:, None]
+
+
+def scale_cols(X: Matrix, factors: np.ndarray) -> Matrix:
+    """Multiply each column of ``X`` by ``factors`` (sparse stays sparse)."""
+    if sp.issparse(X):
+        return sp.csr_matrix(X @ sp.diags(factors))
+    return X * factors[None, :]
+
+
+def log1p(X: Matrix) -> Matrix:
+    """``log(1 + X)`` keeping sparsity."""
+    if sp.issparse(X):
+        return X.log1p()
+    return np.log1p(X)
+
+
+def check_counts(X: Matrix, what: str = "input", n_check: int = 10_000) -> None:
+    """Warn if ``X`` does not look like raw counts (negative or non-integer values)."""
+    data = X.data if sp.issparse(X) else np.asarray(X).ravel()
+    sample = data[:n_check]
+    if sample.size == 0:
+        return
+    if np.any(sample < 0):
+        raise ValueError(f"{what} contains negative values; raw counts are expected")
+    if not np.allclose(sample, np.round(sample)):
+        warnings.warn(
+            f"{what} does not look like raw counts (non-integer values); the transform "
+            "normalises and log-transforms it as if it were counts",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def align_features(
+    data: AnnData | Matrix,
+    feature_names: Sequence[str],
+    *,
+    var_names: Sequence[str] | None = None,
+    layer: str | None = None,
+    allow_missing: bool = False,
+) -> Matrix:
+    """Return a matrix whose columns follow ``feature_names``.
+
+    Parameters
+    ----------
+    data
+        An AnnData (columns matched by ``var_names``) or a matrix. A matrix is matched
+        by the names given in ``var_names``; without them it must already have
+        ``len(feature_names)`` columns in that order.
+    feature_names
+        The reference feature order (e.g. the features a transform was fitted on).
+    var_names
+        Column names of a matrix ``data``; ignored for AnnData.
+    layer
+        Layer of an AnnData to read; ``None`` reads ``X``.
+    allow_missing
+        If ``False`` (default), reference features absent from the input raise an error.
+        If ``True`` they are filled with zeros (with a warning saying how many).
+        Input features that are not in the reference are always dropped.
+
+    Returns
+    -------
+    The aligned matrix (sparse stays sparse), ``n_cells x len(feature_names)``.
+    """
+    ref = pd.Index(np.asarray(feature_names).astype(str))
+    if isinstance(data, AnnData):
+        X = get_matrix(data, layer)
+        names = data.var_names
+    else:
+        X = data if sp.issparse(data) else np.asarray(data)
+        if X.ndim != 2:
+            raise ValueError(f"expected a 2-d matrix, got an array of shape {X.shape}")
+        if var_names is None:
+            if X.shape[1] != len(ref):
+                raise ValueError(
+                    f"the matrix has {X.shape[1]} columns but {len(ref)} features were "
+                    "expected (in the fitted order); pass an AnnData to match features by name"
+                )
+            return X
+        names = var_names
+    names = pd.Index(np.asarray(names).astype(str))
+    if len(names) != X.shape[1]:
+        raise ValueError(f"{len(names)} feature names for a matrix with {X.shape[1]} columns")
+    if names.equals(ref):
+        return X
+    if not names.is_unique:
+        dup = names[names.duplicated()].unique()
+        raise ValueError(
+            f"input feature names are not unique ({len(dup)} duplicated, e.g. {list(dup[:3])})"
+        )
+    idx = names.get_indexer(ref)
+    missing = idx < 0
+    n_missing = int(missing.sum())
+    if n_missing:
+        examples = list(ref[missing][:5])
+        if not allow_missing:
+            raise ValueError(
+                f"{n_missing} of {len(ref)} fitted features are missing from the input "
+                f"(e.g. {examples}); pass allow_missing=True to fill them with zeros"
+            )
+        warnings.warn(
+            f"{n_missing} of {len(ref)} fitted features are missing from the input "
+            f"(e.g. {examples}); they are filled with zeros",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not n_missing:
+        return X[:, idx]
+    present = np.flatnonzero(~missing)
+    sub = X[:, idx[present]]
+    if sp.issparse(X):
+        sel = sp.csr_matrix(
+            (np.ones(len(present), dtype=sub.dtype), (np.arange(len(present)), present)),
+            shape=(len(present), len(ref)),
+        )
+        return sp.csr_matrix(sub @ sel)
+    out = np.zeros((X.shape[0], len(ref)), dtype=X.dtype)
+    out[:, present] = sub
+    return out
