@@ -104,10 +104,10 @@ def test_lognormpca_feature_matching(bmmc_multiome):
 
     # missing features raise, naming how many
     missing = rna[:, 3:].copy()
-    with pytest.raises(ValueError, match=r"3 of 600 fitted features are missing"):
+    with pytest.raises(ValueError, match=r"3 of the 600 reference features .* are absent"):
         tr.transform(missing)
     # ... unless zero-filled on request, which equals zeroing them in the full data
-    with pytest.warns(UserWarning, match="3 of 600"):
+    with pytest.warns(UserWarning, match="3 of the 600"):
         Zm = tr.transform(missing, allow_missing=True)
     Xz = rna.X.tolil()
     Xz[:, :3] = 0
@@ -195,7 +195,7 @@ def test_tfidf_lsi_matches_muon_and_projects(bmmc_multiome):
     np.testing.assert_allclose(tr.transform(atac[sub]), L[sub], atol=1e-5)
     perm = np.random.default_rng(1).permutation(atac.n_vars)
     np.testing.assert_allclose(tr.transform(atac[:, perm].copy()), L, atol=1e-5)
-    with pytest.raises(ValueError, match="1 of 600 fitted features are missing"):
+    with pytest.raises(ValueError, match="1 of the 600 reference features .* are absent"):
         tr.transform(atac[:, 1:].copy())
     # perturbed (non-integer) counts project without refitting
     pert = tr.transform(atac.X * 1.5)

@@ -16,7 +16,7 @@ from ._padding import indicator_key
 
 def get_matrix(adata: ad.AnnData, layer: str | None = None):
     """``adata.X`` or ``adata.layers[layer]``, with a clear error for an unknown layer."""
-    if layer is None:
+    if layer is None or layer == "X":
         if adata.X is None:
             raise ValueError("adata.X is empty; pass layer= naming the layer with the data.")
         return adata.X
@@ -173,6 +173,85 @@ def check_labels(
         )
 
 
+def align_matrix(
+    x,
+    var_names: Sequence[str] | pd.Index,
+    reference_features: Sequence[str] | pd.Index,
+    modality: str = "data",
+    align: bool = True,
+    hint: str = "pass align_features=True",
+):
+    """Columns of ``x`` (named ``var_names``) reordered to ``reference_features``.
+
+    Parameters
+    ----------
+    x
+        Dense or sparse cells x features matrix.
+    var_names
+        Names of the columns of ``x``.
+    reference_features
+        The feature names and order wanted (e.g. those a model or transform was fitted on).
+    modality
+        Name used in messages.
+    align
+        If True, drop unknown features and zero-fill reference features the input lacks,
+        warning how many. If False, missing reference features raise an error.
+    hint
+        What the error message tells the user to do to allow zero-filling.
+
+    Returns
+    -------
+    ``x`` itself when the names already match, else a new matrix with
+    ``len(reference_features)`` columns; sparse stays sparse.
+    """
+    reference = pd.Index(np.asarray(reference_features).astype(str))
+    names = pd.Index(np.asarray(var_names).astype(str))
+    if len(names) != x.shape[1]:
+        raise ValueError(f"{len(names)} feature names for a matrix with {x.shape[1]} columns.")
+    if names.equals(reference):
+        return x
+    if not names.is_unique:
+        dup = names[names.duplicated()].unique()[:3].tolist()
+        raise ValueError(
+            f"Features of '{modality}' are not unique (e.g. {dup}); "
+            "run adata.var_names_make_unique()."
+        )
+    src = names.get_indexer(reference)
+    found = src >= 0
+    n_missing = int((~found).sum())
+    n_extra = len(names) - int(found.sum())
+    if n_missing == len(reference):
+        raise ValueError(
+            f"None of the {len(reference)} reference features of '{modality}' is in the "
+            "input; check that it uses the same feature names (e.g. gene symbols versus "
+            "Ensembl IDs)."
+        )
+    summary = (
+        f"{n_missing} of the {len(reference)} reference features of '{modality}' are absent "
+        f"from the input (e.g. {reference[~found][:3].tolist()}) and {n_extra} input "
+        "features are not in the reference"
+    )
+    if n_missing and not align:
+        raise ValueError(f"Features do not match the reference: {summary}; {hint} to zero-fill.")
+    if n_missing or n_extra:
+        warnings.warn(
+            f"Aligning features by name: {summary}; absent features are zero-filled.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not n_missing:
+        return x[:, src]
+    select = sparse.csr_matrix(
+        (np.ones(found.sum(), dtype=np.float32), (src[found], np.flatnonzero(found))),
+        shape=(len(names), len(reference)),
+    )
+    if sparse.issparse(x):
+        return (sparse.csr_matrix(x) @ select).tocsr().astype(x.dtype, copy=False)
+    out = np.zeros((x.shape[0], len(reference)), dtype=np.asarray(x).dtype)
+    out[:, found] = np.asarray(x)[:, src[found]]
+    return out
+
+
 def align_features(
     adata: ad.AnnData,
     reference_features: Sequence[str] | pd.Index,
@@ -192,58 +271,18 @@ def align_features(
         Name used in messages.
     align
         If True, reorder features by name, drop unknown ones and zero-fill reference
-        features the query lacks, warning how many. If False, a mismatch raises.
+        features the query lacks, warning how many. If False, missing features raise.
     layer
         Layer to take the values from (None: ``X``); the result holds them in ``X``.
 
     Returns
     -------
-    An AnnData (a copy unless nothing had to change) with ``var_names`` equal to
-    ``reference_features``; sparse input stays sparse.
+    ``adata`` itself when nothing has to change, else a new AnnData with ``var_names``
+    equal to ``reference_features``; sparse input stays sparse.
     """
-    reference = pd.Index(reference_features)
     x = get_matrix(adata, layer)
-    if adata.var_names.equals(reference):
-        if layer is None:
-            return adata
-        return ad.AnnData(X=x, obs=adata.obs.copy(), var=adata.var.copy())
-    if not adata.var_names.is_unique:
-        raise ValueError(
-            f"Query features of '{modality}' are not unique; run adata.var_names_make_unique()."
-        )
-    missing = reference.difference(adata.var_names)
-    extra = adata.var_names.difference(reference)
-    summary = (
-        f"{len(missing)} of the {len(reference)} reference features of '{modality}' are absent "
-        f"from the query and {len(extra)} query features are not in the reference"
-    )
-    if not align:
-        raise ValueError(
-            f"Query features do not match the reference: {summary} (or the order differs). "
-            "Pass align_features=True to match them by name, zero-filling absent features."
-        )
-    if len(missing) == len(reference):
-        raise ValueError(
-            f"None of the {len(reference)} reference features of '{modality}' is in the "
-            "query; check that the query uses the same feature names (e.g. gene symbols "
-            "versus Ensembl IDs)."
-        )
-    if len(missing) or len(extra):
-        warnings.warn(
-            f"Aligning query features by name: {summary}; absent features are zero-filled.",
-            UserWarning,
-            stacklevel=2,
-        )
-    src = adata.var_names.get_indexer(reference)
-    found = src >= 0
-    n_ref = len(reference)
-    select = sparse.csr_matrix(
-        (np.ones(found.sum(), dtype=np.float32), (src[found], np.flatnonzero(found))),
-        shape=(adata.n_vars, n_ref),
-    )
-    if sparse.issparse(x):
-        new_x = (sparse.csr_matrix(x) @ select).tocsr().astype(x.dtype, copy=False)
-    else:
-        new_x = np.zeros((adata.n_obs, n_ref), dtype=np.asarray(x).dtype)
-        new_x[:, found] = np.asarray(x)[:, src[found]]
-    return ad.AnnData(X=new_x, obs=adata.obs.copy(), var=pd.DataFrame(index=reference.copy()))
+    if adata.var_names.equals(pd.Index(reference_features)) and layer is None:
+        return adata
+    new_x = align_matrix(x, adata.var_names, reference_features, modality, align)
+    var = adata.var.reindex(pd.Index(reference_features))
+    return ad.AnnData(X=new_x, obs=adata.obs.copy(), var=var)

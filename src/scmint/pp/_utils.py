@@ -7,38 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from ..data._validation import align_matrix, get_matrix
+
 Matrix = np.ndarray | sp.spmatrix | sp.sparray
-
-
-def get_matrix(adata: AnnData, layer: str | None = None) -> Matrix:
-    """Return ``adata.X`` or ``adata.layers[layer]`` without copying.
-
-    Parameters
-    ----------
-    adata
-        Annotated data matrix.
-    layer
-        Layer name; ``None`` (or ``"X"``) reads ``adata.X``.
-
-    Returns
-    -------
-    The matrix (a view's matrix is materialised by anndata).
-    """
-    if layer is None or layer == "X":
-        X = adata.X
-    else:
-        if layer not in adata.layers:
-            raise KeyError(
-                f"layer {layer!r} not found; available layers: {list(adata.layers.keys())}"
-            )
-        X = adata.layers[layer]
-    if X is None:
-        raise ValueError("the AnnData has no matrix in X")
-    return X
 
 
 def as_float_matrix(X: Any, dtype: type = np.float64) -> Matrix:
@@ -135,58 +109,26 @@ def align_features(
     -------
     The aligned matrix (sparse stays sparse), ``n_cells x len(feature_names)``.
     """
-    ref = pd.Index(np.asarray(feature_names).astype(str))
     if isinstance(data, AnnData):
-        X = get_matrix(data, layer)
-        names = data.var_names
+        X, names = get_matrix(data, layer), data.var_names
     else:
         X = data if sp.issparse(data) else np.asarray(data)
         if X.ndim != 2:
             raise ValueError(f"expected a 2-d matrix, got an array of shape {X.shape}")
         if var_names is None:
-            if X.shape[1] != len(ref):
+            if X.shape[1] != len(feature_names):
                 raise ValueError(
-                    f"the matrix has {X.shape[1]} columns but {len(ref)} features were "
-                    "expected (in the fitted order); pass an AnnData to match features by name"
+                    f"the matrix has {X.shape[1]} columns but {len(feature_names)} features "
+                    "were expected (in the fitted order); pass an AnnData to match features "
+                    "by name"
                 )
             return X
         names = var_names
-    names = pd.Index(np.asarray(names).astype(str))
-    if len(names) != X.shape[1]:
-        raise ValueError(f"{len(names)} feature names for a matrix with {X.shape[1]} columns")
-    if names.equals(ref):
-        return X
-    if not names.is_unique:
-        dup = names[names.duplicated()].unique()
-        raise ValueError(
-            f"input feature names are not unique ({len(dup)} duplicated, e.g. {list(dup[:3])})"
-        )
-    idx = names.get_indexer(ref)
-    missing = idx < 0
-    n_missing = int(missing.sum())
-    if n_missing:
-        examples = list(ref[missing][:5])
-        if not allow_missing:
-            raise ValueError(
-                f"{n_missing} of {len(ref)} fitted features are missing from the input "
-                f"(e.g. {examples}); pass allow_missing=True to fill them with zeros"
-            )
-        warnings.warn(
-            f"{n_missing} of {len(ref)} fitted features are missing from the input "
-            f"(e.g. {examples}); they are filled with zeros",
-            UserWarning,
-            stacklevel=3,
-        )
-    if not n_missing:
-        return X[:, idx]
-    present = np.flatnonzero(~missing)
-    sub = X[:, idx[present]]
-    if sp.issparse(X):
-        sel = sp.csr_matrix(
-            (np.ones(len(present), dtype=sub.dtype), (np.arange(len(present)), present)),
-            shape=(len(present), len(ref)),
-        )
-        return sp.csr_matrix(sub @ sel)
-    out = np.zeros((X.shape[0], len(ref)), dtype=X.dtype)
-    out[:, present] = sub
-    return out
+    return align_matrix(
+        X,
+        names,
+        feature_names,
+        modality="input",
+        align=allow_missing,
+        hint="pass allow_missing=True",
+    )
