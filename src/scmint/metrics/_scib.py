@@ -28,7 +28,6 @@ from ._cross_modal import (
 Neighbors = Literal["auto", "pynndescent", "exact"]
 
 #: Below this many cells ``neighbors="auto"`` uses an exact search (as scanpy does).
-_EXACT_BELOW = 4096
 
 
 def _labelled(z: Any, labels: Any, name: str = "labels") -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +51,9 @@ def _need_two(codes: np.ndarray, what: str = "labels") -> None:
 
 def _neighbors(z: np.ndarray, n_neighbors: int, neighbors: Neighbors):
     """k-nearest-neighbour graph (self included) as scib-metrics ``NeighborsResults``."""
-    from scib_metrics.nearest_neighbors import NeighborsResults, pynndescent
+    from scib_metrics.nearest_neighbors import NeighborsResults
+
+    from ..pp import knn_indices
 
     n = z.shape[0]
     n_neighbors = _check_k(n_neighbors, n, name="n_neighbors")
@@ -60,14 +61,14 @@ def _neighbors(z: np.ndarray, n_neighbors: int, neighbors: Neighbors):
         raise ValueError(
             f"neighbors must be one of 'auto', 'pynndescent', 'exact', got {neighbors!r}."
         )
-    if neighbors == "auto":
-        neighbors = "exact" if n < _EXACT_BELOW else "pynndescent"
-    if neighbors == "pynndescent":
-        return pynndescent(np.ascontiguousarray(z, dtype=np.float32), n_neighbors, random_state=0)
-    from sklearn.neighbors import NearestNeighbors
-
-    dist, idx = NearestNeighbors(n_neighbors=n_neighbors).fit(z).kneighbors(z)
-    return NeighborsResults(indices=idx, distances=dist.astype(np.float32))
+    idx, dist = knn_indices(
+        np.ascontiguousarray(z, dtype=np.float32), n_neighbors - 1, method=neighbors
+    )
+    self_idx = np.arange(n, dtype=idx.dtype)[:, None]
+    return NeighborsResults(
+        indices=np.hstack([self_idx, idx]),
+        distances=np.hstack([np.zeros((n, 1), dtype=np.float32), dist]),
+    )
 
 
 def celltype_asw(z: Any, labels: Any, rescale: bool = True, chunk_size: int = 256) -> float:
@@ -186,10 +187,9 @@ def graph_connectivity(
     n_neighbors
         Neighbours per cell, self included (as in scib-metrics).
     neighbors
-        ``"pynndescent"``: :func:`scib_metrics.nearest_neighbors.pynndescent`
-        (approximate; its first call in a process compiles for about a minute);
-        ``"exact"``: exact search with scikit-learn; ``"auto"``: exact below
-        4,096 cells, pynndescent above (as scanpy decides).
+        Search method of :func:`scmint.pp.knn_indices`: ``"pynndescent"``
+        (approximate; its first call in a process compiles for about a minute),
+        ``"exact"`` (scikit-learn) or ``"auto"`` (exact up to 10,000 cells).
 
     Returns
     -------
