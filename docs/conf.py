@@ -13,7 +13,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
-    "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinx_autodoc_typehints",
 ]
@@ -29,14 +28,5 @@ nitpicky = False
 myst_enable_extensions = ["colon_fence", "deflist"]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-    "anndata": ("https://anndata.readthedocs.io/en/stable/", None),
-    "mudata": ("https://mudata.readthedocs.io/en/latest/", None),
-    "scvi": ("https://docs.scvi-tools.org/en/stable/", None),
-}
-intersphinx_disabled_reftypes = ["*"]
-intersphinx_timeout = 1
 html_theme = "furo"
 html_title = "scmint"
-suppress_warnings = ["intersphinx.external"]

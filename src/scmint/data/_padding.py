@@ -154,7 +154,11 @@ def pad_mudata(
 
     Returns
     -------
-    A new padded :class:`~mudata.MuData` (the input is not modified):
+    A new padded :class:`~mudata.MuData`; the input is not modified.
+
+    Notes
+    -----
+    What the padded MuData holds:
 
     - ``mdata.mod[m]`` holds every cell, in the same order for all modalities; ``X``
       and ``layers`` of absent cells are all-zero (sparse stays sparse, dense stays
