@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anndata as ad
@@ -499,24 +499,46 @@ def simulate_multiome(
         """Batch-free gene activity A (log scale, relative to baseline)."""
         return programs[cells] @ lfc[:, genes] + latent[cells] @ loadings[genes].T
 
+    def sample_counts(
+        cells: np.ndarray,
+        n_features: int,
+        rng: np.random.Generator,
+        log_depth_mean: float,
+        log_depth_sd: float,
+        batch_depth: np.ndarray,
+        block: Callable[[np.ndarray, np.ndarray], sparse.csr_matrix],
+    ) -> sparse.csr_matrix:
+        """Counts of ``cells`` (cells x ``n_features`` CSR).
+
+        Draws each cell's log depth first (mean + normal noise + batch shift), then
+        samples ``block(c, log_depth_of_c)`` on row chunks ``c`` and stacks them.
+        """
+        log_depth = (
+            log_depth_mean + rng.normal(0.0, log_depth_sd, cells.size) + batch_depth[batch[cells]]
+        )
+        blocks = [block(cells[idx], log_depth[idx]) for idx in _chunks(cells.size, n_features)]
+        return _stack(blocks, n_features)
+
     genes_df, peaks_df = _layout_genome(rng_genome, n_genes, n_peaks, peaks_per_gene)
 
     # ------------------------------------------------------------------ RNA
-    cells = members[rna_name]
-    log_lib = (
-        np.log(_RNA_DEPTH_PER_GENE * n_genes)
-        + rng_rna.normal(0.0, 0.35, cells.size)
-        + rna_batch_depth[batch[cells]]
-    )
-    blocks = []
-    for idx in _chunks(cells.size, n_genes):
-        c = cells[idx]
+    def rna_block(c: np.ndarray, log_lib: np.ndarray) -> sparse.csr_matrix:
         eta = baseline + activity(c) + rna_batch_shift[batch[c]]
-        mu = _softmax_rows(eta) * np.exp(log_lib[idx])[:, None]
-        blocks.append(_dense_to_csr(_negative_binomial(rng_rna, mu, theta_rna)))
+        mu = _softmax_rows(eta) * np.exp(log_lib)[:, None]
+        return _dense_to_csr(_negative_binomial(rng_rna, mu, theta_rna))
+
+    rna_x = sample_counts(
+        members[rna_name],
+        n_genes,
+        rng_rna,
+        np.log(_RNA_DEPTH_PER_GENE * n_genes),
+        0.35,
+        rna_batch_depth,
+        rna_block,
+    )
     rna_var = genes_df.copy()
     rna_var.index = pd.Index(gene_names)
-    built = {rna_name: (_stack(blocks, n_genes), rna_var)}
+    built = {rna_name: (rna_x, rna_var)}
 
     sim: dict[str, Any] = {}
 
@@ -536,23 +558,25 @@ def simulate_multiome(
         atac_batch_shift = rng_atac_par.normal(0.0, batch_effect, (n_batches, n_peaks))
         atac_batch_depth = rng_atac_par.normal(0.0, batch_effect, n_batches)
 
-        cells = members[atac_name]
-        log_depth = (
-            np.log(_ATAC_DEPTH_PER_PEAK * n_peaks)
-            + rng_atac.normal(0.0, 0.5, cells.size)
-            + atac_batch_depth[batch[cells]]
-        )
-        blocks = []
-        for idx in _chunks(cells.size, n_peaks):
-            c = cells[idx]
+        def atac_block(c: np.ndarray, log_depth: np.ndarray) -> sparse.csr_matrix:
             logit = (peak_base + atac_batch_shift[batch[c]]).astype(np.float32)
             logit[:, linked] += activity(c, peak_gene[linked]) * link_weight
             logit[:, background] += programs[c] @ bg_type_effect + latent[c] @ bg_loadings.T
-            depth = np.exp(log_depth[idx])
-            blocks.append(_poisson_sparse(rng_atac, _softmax_rows(logit), depth, _ATAC_CAP))
+            depth = np.exp(log_depth)
+            return _poisson_sparse(rng_atac, _softmax_rows(logit), depth, _ATAC_CAP)
+
+        atac_x = sample_counts(
+            members[atac_name],
+            n_peaks,
+            rng_atac,
+            np.log(_ATAC_DEPTH_PER_PEAK * n_peaks),
+            0.5,
+            atac_batch_depth,
+            atac_block,
+        )
         atac_var = peaks_df[["chrom", "start", "end", "promoter"]].copy()
         atac_var.insert(3, "linked_gene", np.where(peak_gene >= 0, gene_names[peak_gene], ""))
-        built[atac_name] = (_stack(blocks, n_peaks), atac_var)
+        built[atac_name] = (atac_x, atac_var)
         sim["gene_peak_links"] = sparse.csr_matrix(
             (np.ones(linked.size, dtype=np.float32), (peak_gene[linked], linked)),
             shape=(n_genes, n_peaks),
@@ -574,21 +598,21 @@ def simulate_multiome(
         adt_batch_bg = rng_adt_par.normal(0.0, batch_effect, n_batches)
         adt_batch_depth = rng_adt_par.normal(0.0, batch_effect, n_batches)
 
-        cells = members[adt_name]
-        log_depth = rng_adt.normal(0.0, 0.3, cells.size) + adt_batch_depth[batch[cells]]
-        blocks = []
-        for idx in _chunks(cells.size, n_proteins):
-            c = cells[idx]
+        def adt_block(c: np.ndarray, log_depth: np.ndarray) -> sparse.csr_matrix:
             fg = np.exp(fg_level + coupling * activity(c, prot_gene))
             bg = background_level * np.exp(adt_batch_bg[batch[c]])[:, None]
-            mu = np.exp(log_depth[idx][:, None] + adt_batch_shift[batch[c]]) * (bg + fg)
-            blocks.append(_dense_to_csr(_negative_binomial(rng_adt, mu, theta_adt)))
+            mu = np.exp(log_depth[:, None] + adt_batch_shift[batch[c]]) * (bg + fg)
+            return _dense_to_csr(_negative_binomial(rng_adt, mu, theta_adt))
+
+        adt_x = sample_counts(
+            members[adt_name], n_proteins, rng_adt, 0.0, 0.3, adt_batch_depth, adt_block
+        )
         pwidth = max(3, len(str(n_proteins - 1)))
         adt_var = pd.DataFrame(
             {"gene": gene_names[prot_gene]},
             index=pd.Index([f"Protein{i:0{pwidth}d}" for i in range(n_proteins)]),
         )
-        built[adt_name] = (_stack(blocks, n_proteins), adt_var)
+        built[adt_name] = (adt_x, adt_var)
         sim["protein_genes"] = list(gene_names[prot_gene])
 
     # ------------------------------------------------------------------ assemble

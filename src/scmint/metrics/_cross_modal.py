@@ -162,6 +162,28 @@ def _closer_counts(query: np.ndarray, ref: np.ndarray, chunk_size: int) -> np.nd
     return counts
 
 
+def _directional_counts(
+    z_a: np.ndarray, z_b: np.ndarray, direction: str, chunk_size: int
+) -> list[np.ndarray]:
+    """:func:`_closer_counts` with A cells as queries and/or B cells, as ``direction`` asks."""
+    counts = []
+    if direction in ("both", "a_to_b"):
+        counts.append(_closer_counts(z_a, z_b, chunk_size))
+    if direction in ("both", "b_to_a"):
+        counts.append(_closer_counts(z_b, z_a, chunk_size))
+    return counts
+
+
+def _foscttm_from_counts(counts: list[np.ndarray], n: int) -> float:
+    """Mean over directions of the mean closer count, divided by ``n - 1``."""
+    return float(np.mean([c.mean() / (n - 1) for c in counts]))
+
+
+def _recall_from_counts(counts: list[np.ndarray], k: int) -> float:
+    """Mean over directions of the fraction of cells with fewer than ``k`` closer cells."""
+    return float(np.mean([np.mean(c < k) for c in counts]))
+
+
 def foscttm_per_cell(
     z_a: Any, z_b: Any, chunk_size: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -196,10 +218,8 @@ def foscttm_per_cell(
     """
     z_a, z_b = _check_pair(z_a, z_b, paired=True)
     n = z_a.shape[0]
-    chunk = _default_chunk(n, chunk_size)
-    a_to_b = _closer_counts(z_a, z_b, chunk) / (n - 1)
-    b_to_a = _closer_counts(z_b, z_a, chunk) / (n - 1)
-    return a_to_b, b_to_a
+    a_to_b, b_to_a = _directional_counts(z_a, z_b, "both", _default_chunk(n, chunk_size))
+    return a_to_b / (n - 1), b_to_a / (n - 1)
 
 
 def foscttm(
@@ -241,13 +261,8 @@ def foscttm(
     _check_direction(direction)
     z_a, z_b = _check_pair(z_a, z_b, paired=True)
     n = z_a.shape[0]
-    chunk = _default_chunk(n, chunk_size)
-    values = []
-    if direction in ("both", "a_to_b"):
-        values.append(_closer_counts(z_a, z_b, chunk).mean() / (n - 1))
-    if direction in ("both", "b_to_a"):
-        values.append(_closer_counts(z_b, z_a, chunk).mean() / (n - 1))
-    return float(np.mean(values))
+    counts = _directional_counts(z_a, z_b, direction, _default_chunk(n, chunk_size))
+    return _foscttm_from_counts(counts, n)
 
 
 def recall_at_k(
@@ -283,13 +298,8 @@ def recall_at_k(
     z_a, z_b = _check_pair(z_a, z_b, paired=True)
     n = z_a.shape[0]
     k = _check_k(k, n)
-    chunk = _default_chunk(n, chunk_size)
-    values = []
-    if direction in ("both", "a_to_b"):
-        values.append(np.mean(_closer_counts(z_a, z_b, chunk) < k))
-    if direction in ("both", "b_to_a"):
-        values.append(np.mean(_closer_counts(z_b, z_a, chunk) < k))
-    return float(np.mean(values))
+    counts = _directional_counts(z_a, z_b, direction, _default_chunk(n, chunk_size))
+    return _recall_from_counts(counts, k)
 
 
 # --------------------------------------------------------------------------- matching score

@@ -287,6 +287,22 @@ def _clip(X: np.ndarray, max_value: float | None) -> np.ndarray:
     return X
 
 
+def _fit_scale(D: np.ndarray, max_value: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`scanpy.pp.scale` of dense ``D``: ``(scaled, mean, std)`` (float64 statistics)."""
+    sub = AnnData(D)
+    sc.pp.scale(sub, max_value=max_value)
+    mean = np.asarray(sub.var["mean"], dtype=np.float64)
+    std = np.asarray(sub.var["std"], dtype=np.float64)
+    return sub.X, mean, std
+
+
+def _apply_scale(
+    D: np.ndarray, mean: np.ndarray, std: np.ndarray, max_value: float | None
+) -> np.ndarray:
+    """Replay :func:`_fit_scale` on new rows with the stored statistics."""
+    return _clip((D - mean) / std, max_value)
+
+
 def _densify(X: Matrix) -> np.ndarray:
     return X.toarray() if sp.issparse(X) else np.array(X, dtype=np.float64)
 
@@ -385,34 +401,22 @@ class LogNormPCA(FittedTransform):
         sc.pp.log1p(tmp)
 
         if self.n_top_genes is not None and self.n_top_genes < n_genes:
-            if self.hvg_flavor == "seurat_v3":
-                counts = AnnData(X, obs=obs_df)
-                hvg = sc.pp.highly_variable_genes(
-                    counts,
-                    flavor="seurat_v3",
-                    n_top_genes=self.n_top_genes,
-                    batch_key=self.batch_key,
-                    inplace=False,
-                )
-            else:
-                hvg = sc.pp.highly_variable_genes(
-                    tmp,
-                    flavor=self.hvg_flavor,
-                    n_top_genes=self.n_top_genes,
-                    batch_key=self.batch_key,
-                    inplace=False,
-                )
+            # seurat_v3 reads the counts, the other flavours the log-normalised data
+            src = AnnData(X, obs=obs_df) if self.hvg_flavor == "seurat_v3" else tmp
+            hvg = sc.pp.highly_variable_genes(
+                src,
+                flavor=self.hvg_flavor,
+                n_top_genes=self.n_top_genes,
+                batch_key=self.batch_key,
+                inplace=False,
+            )
             hvg_index = np.flatnonzero(np.asarray(hvg["highly_variable"], dtype=bool))
         else:
             hvg_index = np.arange(n_genes)
 
         Xh = tmp.X[:, hvg_index]
         if self.scale:
-            sub = AnnData(Xh.toarray())
-            sc.pp.scale(sub, max_value=self.max_value)
-            M = sub.X
-            mean = np.asarray(sub.var["mean"], dtype=np.float64)
-            std = np.asarray(sub.var["std"], dtype=np.float64)
+            M, mean, std = _fit_scale(Xh.toarray(), self.max_value)
         else:
             M = sp.csr_matrix(Xh)
             mean = std = None
@@ -455,7 +459,7 @@ class LogNormPCA(FittedTransform):
         -------
         CSR matrix ``n_cells x len(feature_names_)``.
         """
-        return self._lognorm(to_csr(self.prepare(data, layer, allow_missing)))
+        return self._lognorm(self.prepare(data, layer, allow_missing))
 
     def scaled(
         self, data: AnnData | Matrix, layer: str | None = None, allow_missing: bool = False
@@ -471,7 +475,7 @@ class LogNormPCA(FittedTransform):
         -------
         ``n_cells x n_hvg`` matrix.
         """
-        return self._pca_input(to_csr(self.prepare(data, layer, allow_missing)))
+        return self._pca_input(self.prepare(data, layer, allow_missing))
 
     def _lognorm(self, X: Matrix) -> Matrix:
         return log1p(_normalize_rows(to_csr(X), self.target_sum_))
@@ -480,8 +484,7 @@ class LogNormPCA(FittedTransform):
         Xh = self._lognorm(X)[:, self.hvg_index_]
         if not self.scale:
             return Xh
-        D = (Xh.toarray() - self.mean_) / self.std_
-        return _clip(D, self.max_value)
+        return _apply_scale(Xh.toarray(), self.mean_, self.std_, self.max_value)
 
     def _transform(self, X: Matrix) -> np.ndarray:
         M = self._pca_input(X)
@@ -614,9 +617,9 @@ class TfidfLSI(FittedTransform):
         -------
         CSR matrix ``n_cells x n_peaks``.
         """
-        return self._tfidf(to_csr(self.prepare(data, layer, allow_missing)))
+        return self._tfidf(self.prepare(data, layer, allow_missing))
 
-    def _tfidf(self, X: sp.csr_matrix) -> sp.csr_matrix:
+    def _tfidf(self, X: Matrix) -> sp.csr_matrix:
         X = to_csr(X)
         lib = row_sums(X)
         inv = np.zeros_like(lib)
@@ -634,7 +637,7 @@ class TfidfLSI(FittedTransform):
         return U
 
     def _transform(self, X: Matrix) -> np.ndarray:
-        return self._embed(self._tfidf(to_csr(X)))
+        return self._embed(self._tfidf(X))
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -713,17 +716,14 @@ class FeatureScaler(FittedTransform):
         if not self.scale:
             self.mean_ = self.std_ = None
             return D
-        sub = AnnData(D)
-        sc.pp.scale(sub, max_value=self.max_value)
-        self.mean_ = np.asarray(sub.var["mean"], dtype=np.float64)
-        self.std_ = np.asarray(sub.var["std"], dtype=np.float64)
-        return sub.X
+        scaled, self.mean_, self.std_ = _fit_scale(D, self.max_value)
+        return scaled
 
     def _transform(self, X: Matrix) -> np.ndarray:
         D = _densify(self._pre(X, fit=False))
         if not self.scale:
             return D
-        return _clip((D - self.mean_) / self.std_, self.max_value)
+        return _apply_scale(D, self.mean_, self.std_, self.max_value)
 
 
 # --------------------------------------------------------------------- functional API
