@@ -28,8 +28,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/ruff format --check src tests benchmarks docs
 
+# `make test` also runs the tests of the approximate-neighbour paths (pynndescent compiles
+# for about a minute per process); plain `pytest` skips them unless SCMINT_SLOW_TESTS=1.
 test: lint
-	$(BIN)/python -m pytest
+	SCMINT_SLOW_TESTS=1 $(BIN)/python -m pytest
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
