@@ -189,7 +189,7 @@ def graph_connectivity(
     neighbors
         Search method of :func:`scmint.pp.knn_indices`: ``"pynndescent"``
         (approximate; its first call in a process compiles for about a minute),
-        ``"exact"`` (scikit-learn) or ``"auto"`` (exact up to 10,000 cells).
+        ``"exact"`` (scikit-learn) or ``"auto"`` (exact up to 30,000 cells).
 
     Returns
     -------

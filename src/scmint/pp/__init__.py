@@ -15,6 +15,7 @@ from ._gene_activity import (
     read_gtf,
 )
 from ._gene_sets import gene_set_scores, read_gmt
+from ._graph_distance import GraphDistances, build_distance_graph, connectivity_to_distance_graph
 from ._neighbors import knn_graph, knn_indices
 from ._transforms import (
     FeatureScaler,
@@ -33,10 +34,13 @@ from ._utils import align_features
 __all__ = [
     "FeatureScaler",
     "FittedTransform",
+    "GraphDistances",
     "LogNormPCA",
     "NotFittedError",
     "TfidfLSI",
     "align_features",
+    "build_distance_graph",
+    "connectivity_to_distance_graph",
     "gene_activity",
     "gene_set_scores",
     "highly_variable",

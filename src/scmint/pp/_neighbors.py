@@ -10,8 +10,9 @@ import scipy.sparse as sp
 
 from ._utils import Matrix
 
-#: above this many cells, ``method="auto"`` uses approximate neighbours (pynndescent)
-EXACT_MAX_CELLS = 10_000
+EXACT_MAX_CELLS = 30_000
+"""Exact neighbour search up to this many cells: below it scikit-learn is faster than
+pynndescent, whose first call in a process compiles for about a minute."""
 
 
 def knn_indices(
