@@ -3,6 +3,7 @@
 from ._cca import LinearCCA
 from ._cis_regulatory import peak_gene_correlation
 from ._embedding import stack_embeddings, umap
+from ._label_transfer import transfer_labels
 from ._minibulk import assign_minibulks, minibulk
 from ._smoothing import smooth, smoothing_operator
 
@@ -14,5 +15,6 @@ __all__ = [
     "smooth",
     "smoothing_operator",
     "stack_embeddings",
+    "transfer_labels",
     "umap",
 ]

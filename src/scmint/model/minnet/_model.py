@@ -1,0 +1,839 @@
+"""MINNET: MinNet's supervised Siamese network as a scvi-tools model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+import torch
+from scipy import sparse
+from scvi import REGISTRY_KEYS, settings
+from scvi.model.base import BaseModelClass
+from scvi.train import TrainRunner
+
+from scmint.data import (
+    MuDataSetupMixin,
+    check_finite,
+    data_key,
+    indicator_key,
+    mask_key,
+    prepare_query_mudata,
+)
+from scmint.data._padding import INDICATOR_PREFIX, PADDING_UNS_KEY
+from scmint.data._validation import resolve_layers
+from scmint.pp import FeatureScaler
+from scmint.train._siamese import (
+    STRATEGIES,
+    SiameseDataModule,
+    SiamesePairDataset,
+    SiameseTrainingPlan,
+    split_cells,
+)
+
+from ._module import Activation, MINNETModule
+
+logger = logging.getLogger(__name__)
+
+Normalization = Literal["log", "clr", "none"]
+_NORMALIZATIONS = ("log", "clr", "none")
+_INFERENCE_BATCH = 1024
+
+
+@contextmanager
+def _keep_torch_threads() -> Iterator[None]:
+    """Restore torch's intra-op thread count after preprocessing.
+
+    scanpy's numba-parallel kernels (OpenMP threading layer) share torch's OpenMP
+    runtime and reset its thread count to numba's; without this, a thread count set by
+    the user (``torch.set_num_threads``) is silently lost before training.
+    """
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
+@dataclass
+class _Cells:
+    """Cells to embed: their names and obs, one matrix per modality, measured masks."""
+
+    obs: pd.DataFrame
+    matrices: dict[str, Any]
+    has: dict[str, np.ndarray]
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.obs)
+
+
+class MINNET(MuDataSetupMixin, BaseModelClass):
+    """MinNet: a Siamese network with a kNN-graph flexible-margin contrastive loss.
+
+    The model of Tang et al. (MinNet) for two modalities measured in the same cells
+    (RNA + ATAC gene activity, RNA + peaks, RNA + protein, ...). It trains on paired,
+    labelled reference cells and embeds cells of either modality alone into one
+    32-d space at single-cell resolution: new unpaired query cells, label transfer,
+    cross-modal translation by nearest neighbours, in-silico perturbation.
+
+    Network (:class:`~scmint.model.minnet._module.MINNETModule`): per modality
+    ``Linear(G_m -> 768) -> Tanh (or Sigmoid) -> BatchNorm1d``, then two heads shared by
+    both modalities: ``Linear(768 -> 32)``, the co-embedding, and ``Linear(768 ->
+    n_cell_types)``, a classifier. Loss: cross-entropy of both modalities plus
+    ``contrastive_weight`` times a contrastive loss whose margin for two different cells
+    is ``margin_scale * (d_ij + type_margin * 1[cell types differ])``, ``d_ij`` their
+    shortest-path distance on a kNN graph of one modality (only the sampled pairs' are
+    computed, never an N x N matrix). Pairs are redrawn every epoch (see
+    :mod:`scmint.train`).
+
+    Inputs: each modality is library-size normalised and log-transformed (or CLR, or
+    used as is), then scaled per feature to zero mean and unit variance and clipped at
+    ``max_value``; the :class:`~scmint.pp.FeatureScaler` of each modality is fitted on
+    the training cells and stored in ``scalers_``, so new and perturbed cells are
+    transformed exactly like the training cells.
+
+    Parameters
+    ----------
+    mdata
+        Padded MuData registered with :meth:`setup_mudata` (``labels_key`` is required,
+        two modalities). Cells measured in both modalities and labelled are the
+        training cells; the registered values must be raw counts (or non-negative
+        normalised values) unless ``normalization="none"``.
+    n_hidden
+        Width of each modality's layer (768).
+    n_latent
+        Dimension of the co-embedding (32).
+    activation
+        ``"tanh"`` (MinNet's multiome model), ``"sigmoid"`` (its CITE-seq model) or
+        ``"relu"``; one for both modalities or ``{modality: activation}``.
+    margin_scale
+        ``M``, the scale of the flexible margin (10).
+    contrastive_weight
+        ``lambda``, weight of the contrastive loss against the classification loss (0.5).
+    type_margin
+        ``C``, added to the graph distance of pairs of different cell types (3).
+    strategy
+        Negative pairs ``"between"`` modalities (MinNet's choice for RNA + ATAC) or
+        ``"within"`` one modality (its choice for RNA + protein).
+    positive_fraction
+        Probability that a drawn pair is the same cell (0.25: ~3 negatives per positive).
+    distance
+        ``"graph"``: ``d_ij`` is the shortest-path distance on a kNN graph of
+        ``distance_modality``; ``"constant"``: ``d_ij = 1`` (a classic fixed margin).
+    distance_modality
+        Modality of the kNN graph; default ``"rna"`` if present, else the first one.
+    graph_kwargs
+        Passed to :func:`scmint.pp._graph_distance.build_distance_graph`
+        (``n_top_genes``, ``n_comps``, ``n_neighbors``); the registered ``batch_key``
+        is used for ComBat batch correction.
+    distance_cutoff
+        ``None`` (default): exact shortest-path distances, as published; the pairs of
+        all epochs are drawn up front so that their distances cost about one
+        shortest-path search per training cell in all (minutes for tens of thousands
+        of cells). A number caps distances there; ``"auto"`` picks the cap from random
+        pairs (:meth:`GraphDistances.default_cutoff
+        <scmint.pp._graph_distance.GraphDistances.default_cutoff>`), which enables a
+        fast half-ball index: pairs closer than the cap are exact, farther ones get it.
+    normalization
+        Per-cell input transform before scaling: ``"log"`` (normalise to ``target_sum``
+        then ``log1p``), ``"clr"`` (per-feature CLR, for proteins) or ``"none"`` (values
+        already normalised); one for both modalities or ``{modality: ...}``.
+    target_sum
+        Counts per cell after normalisation for ``"log"``.
+    max_value
+        Clip scaled inputs to ``[-max_value, max_value]`` (10).
+
+    Examples
+    --------
+    >>> mdata = scmint.data.pad_mudata(mdata)
+    >>> scmint.model.MINNET.setup_mudata(mdata, labels_key="cell_type")
+    >>> model = scmint.model.MINNET(mdata)
+    >>> model.train(max_epochs=50)
+    >>> z_atac = model.get_latent_representation(query_atac, modality="atac")
+    """
+
+    _labels_required = True
+    _module_cls = MINNETModule
+    _training_plan_cls = SiameseTrainingPlan
+    _data_module_cls = SiameseDataModule
+    _train_runner_cls = TrainRunner
+
+    def __init__(
+        self,
+        mdata: md.MuData,
+        n_hidden: int = 768,
+        n_latent: int = 32,
+        activation: Activation | Mapping[str, Activation] = "tanh",
+        margin_scale: float = 10.0,
+        contrastive_weight: float = 0.5,
+        type_margin: float = 3.0,
+        strategy: Literal["between", "within"] = "between",
+        positive_fraction: float = 0.25,
+        distance: Literal["graph", "constant"] = "graph",
+        distance_modality: str | None = None,
+        graph_kwargs: dict | None = None,
+        distance_cutoff: float | Literal["auto"] | None = None,
+        normalization: Normalization | Mapping[str, Normalization] = "log",
+        target_sum: float = 1e4,
+        max_value: float = 10.0,
+    ) -> None:
+        super().__init__(mdata)
+        mods = self.modalities
+        if len(mods) != 2:
+            raise ValueError(
+                f"MINNET integrates exactly two modalities, got {mods}; choose two with "
+                "setup_mudata(mdata, modalities=[...], ...)."
+            )
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
+        if distance not in ("graph", "constant"):
+            raise ValueError(f"distance must be 'graph' or 'constant', got {distance!r}.")
+        if not 0.0 < positive_fraction < 1.0:
+            raise ValueError(f"positive_fraction must be in (0, 1), got {positive_fraction}.")
+        if distance_modality is None:
+            distance_modality = "rna" if "rna" in mods else mods[0]
+        if distance_modality not in mods:
+            raise KeyError(f"distance_modality '{distance_modality}' is not one of {mods}.")
+        norms = (
+            {m: normalization.get(m, "log") for m in mods}
+            if isinstance(normalization, Mapping)
+            else dict.fromkeys(mods, normalization)
+        )
+        bad = {m: n for m, n in norms.items() if n not in _NORMALIZATIONS}
+        if bad:
+            raise ValueError(f"Unknown normalization {bad}; choose from {_NORMALIZATIONS}.")
+
+        self.strategy = strategy
+        self.positive_fraction = float(positive_fraction)
+        self.distance = distance
+        self.distance_modality = distance_modality
+        self.graph_kwargs = dict(graph_kwargs or {})
+        numeric = isinstance(distance_cutoff, int | float) and not isinstance(distance_cutoff, bool)
+        if not (distance_cutoff in (None, "auto") or (numeric and distance_cutoff > 0)):
+            raise ValueError(
+                f"distance_cutoff must be None, 'auto' or positive, got {distance_cutoff!r}."
+            )
+        self.distance_cutoff = distance_cutoff
+        self.normalization = norms
+
+        self._pool, pool_labels = self._training_pool()
+        self._pool_labels = pool_labels
+        for m in mods:
+            if norms[m] != "none":
+                self._check_nonnegative(m)
+        with _keep_torch_threads():
+            self.scalers_ = {
+                m: self._make_scaler(norms[m], target_sum, max_value).fit(
+                    self._registered(m)[self._pool],
+                    feature_names=self.adata.mod[m].var_names,
+                )
+                for m in mods
+            }
+        self.module = self._module_cls(
+            modalities=mods,
+            n_input=[self.adata.mod[m].n_vars for m in mods],
+            n_labels=len(self.cell_types_),
+            n_hidden=n_hidden,
+            n_latent=n_latent,
+            activation=activation,
+            margin_scale=margin_scale,
+            type_margin=type_margin,
+            contrastive_weight=contrastive_weight,
+        )
+        self._distances = None
+        self._reference_cache: dict[str, tuple[np.ndarray, Any]] = {}
+        self._model_summary_string = (
+            f"MINNET: {mods[0]} ({self.module.n_input[0]} features) + {mods[1]} "
+            f"({self.module.n_input[1]} features), {len(self._pool)} paired labelled "
+            f"training cells, {len(self.cell_types_)} cell types, n_hidden={n_hidden}, "
+            f"n_latent={n_latent}, margin_scale={margin_scale}, "
+            f"contrastive_weight={contrastive_weight}, type_margin={type_margin}, "
+            f"strategy='{strategy}', distance='{distance}'."
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def setup_anndata(cls, *args: Any, **kwargs: Any) -> None:
+        """Not supported: MINNET reads a padded MuData, see :meth:`setup_mudata`."""
+        raise TypeError(
+            "MINNET integrates several modalities: register a padded MuData with "
+            "MINNET.setup_mudata(scmint.data.pad_mudata(mdata), labels_key=...)."
+        )
+
+    @staticmethod
+    def _make_scaler(norm: str, target_sum: float, max_value: float) -> FeatureScaler:
+        if norm == "log":
+            return FeatureScaler(max_value=max_value, log=True, target_sum=target_sum)
+        if norm == "clr":
+            return FeatureScaler(max_value=max_value, clr="feature")
+        return FeatureScaler(max_value=max_value)
+
+    def _registered(self, modality: str):
+        """The registered data matrix of a modality (all cells of ``self.adata``)."""
+        x = self.adata_manager.get_from_registry(data_key(modality))
+        return sparse.csr_matrix(x) if sparse.issparse(x) else np.asarray(x)
+
+    def _registered_mask(self, modality: str) -> np.ndarray:
+        mask = self.adata_manager.get_from_registry(mask_key(modality))
+        return np.asarray(mask).ravel() > 0.5
+
+    def _registered_layers(self) -> dict[str, str | None]:
+        return resolve_layers(self.modalities, self.adata_manager.registry["setup_args"]["layer"])
+
+    def _check_nonnegative(self, modality: str) -> None:
+        x = self._registered(modality)
+        values = x.data if sparse.issparse(x) else x
+        if values.size and values.min() < 0:
+            raise ValueError(
+                f"Modality '{modality}' holds negative values, but normalization="
+                f"'{self.normalization[modality]}' needs counts (or non-negative normalised "
+                f"values). Register the counts layer, or pass normalization={{'{modality}': "
+                "'none'} for data that are already normalised."
+            )
+
+    def _training_pool(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the paired, labelled cells and their cell-type codes."""
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
+        mapping = np.asarray(state.categorical_mapping).astype(str)
+        unlabeled = str(state.get("unlabeled_category", "Unknown"))
+        codes = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY))
+        labels = mapping[codes.ravel().astype(np.int64)]
+        paired = np.logical_and.reduce([self._registered_mask(m) for m in self.modalities])
+        labelled = labels != unlabeled
+        if not paired.any():
+            raise ValueError(
+                f"MINNET trains on cells measured in both modalities {self.modalities}, but "
+                "no cell is: the indicator columns "
+                f"{[indicator_key(m) for m in self.modalities]} are never both 1. Train on "
+                "a paired (or mosaic) reference and embed unpaired cells as queries with "
+                "get_latent_representation(query, modality=...)."
+            )
+        pool = np.flatnonzero(paired & labelled)
+        if len(pool) < 2:
+            raise ValueError(
+                f"MINNET trains on paired, labelled cells; {int(paired.sum())} cells are "
+                f"paired but only {len(pool)} of them have a label other than "
+                f"'{unlabeled}'. Label the paired cells (labels_key) before setup."
+            )
+        present = [str(c) for c in mapping if c != unlabeled and c in set(labels[pool])]
+        self.cell_types_ = np.asarray(present, dtype=object)
+        lookup = {c: i for i, c in enumerate(present)}
+        return pool, np.array([lookup[c] for c in labels[pool]], dtype=np.int64)
+
+    # ------------------------------------------------------------------ training
+    def _graph_distances(self):
+        """Graph-distance look-up over the training pool (built once, not saved)."""
+        if self._distances is None:
+            from scmint.pp._graph_distance import GraphDistances, build_distance_graph
+
+            m = self.distance_modality
+            batch_key = self.adata_manager.registry["setup_args"].get("batch_key")
+            obs = pd.DataFrame(index=self.adata.obs_names[self._pool].copy())
+            if batch_key is not None:
+                obs[batch_key] = self.adata.obs[batch_key].to_numpy()[self._pool].astype(str)
+            adata = ad.AnnData(
+                X=self._registered(m)[self._pool],
+                obs=obs,
+                var=pd.DataFrame(index=self.adata.mod[m].var_names.copy()),
+            )
+            graph = build_distance_graph(adata, batch_key=batch_key, **self.graph_kwargs)
+            self._distances = GraphDistances(graph)
+        return self._distances
+
+    def _distance_fn(self):
+        if self.distance == "constant":
+            return None
+        distances = self._graph_distances()
+        cutoff = self.distance_cutoff
+        if cutoff == "auto":
+            cutoff = distances.default_cutoff()
+
+        def lookup(sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+            return distances.pairs(sources, targets, cutoff=cutoff)
+
+        return lookup
+
+    def train(
+        self,
+        max_epochs: int = 100,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float = 0.8,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        batch_size: int = 128,
+        early_stopping: bool = False,
+        datasplitter_kwargs: dict | None = None,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs: Any,
+    ) -> None:
+        """Train on the paired, labelled cells with Siamese pairs redrawn every epoch.
+
+        Uses scvi-tools' :class:`~scvi.train.TrainRunner` and
+        :class:`~scvi.train.Trainer`, so progress bar, early stopping, accelerators and
+        ``model.history`` work as for any scvi-tools model.
+
+        Parameters
+        ----------
+        max_epochs
+            Number of epochs (MinNet trains 100 and keeps epoch 35).
+        accelerator
+            Lightning accelerator (``"auto"``, ``"cpu"``, ``"gpu"``, ...).
+        devices
+            Lightning devices.
+        train_size
+            Fraction of the training cells used for training; the rest (default 20%) is
+            the validation set, paired only among themselves.
+        validation_size
+            Fraction for validation; default ``1 - train_size``.
+        shuffle_set_split
+            Split a random permutation of the cells (seeded by ``scvi.settings.seed``).
+        batch_size
+            Cell pairs per minibatch (each epoch has two pairs per training cell).
+        early_stopping
+            Stop when ``validation_loss`` stops improving (more options, such as
+            ``early_stopping_patience``, through ``**trainer_kwargs``).
+        datasplitter_kwargs
+            Passed to :class:`~scmint.train.SiameseDataModule` (e.g. ``num_workers``).
+        plan_kwargs
+            Passed to :class:`~scmint.train.SiameseTrainingPlan` (``lr`` 1e-4,
+            ``weight_decay`` 1e-6 by default, ...).
+        **trainer_kwargs
+            Passed to :class:`~scvi.train.Trainer`.
+        """
+        seed = settings.seed if settings.seed is not None else 0
+        train_cells, val_cells = split_cells(
+            len(self._pool), train_size, validation_size, shuffle=shuffle_set_split, seed=seed
+        )
+        if early_stopping and len(val_cells) < 2:
+            raise ValueError(
+                "early_stopping watches the validation loss, which needs at least 2 validation "
+                f"cells; train_size={train_size} leaves {len(val_cells)}."
+            )
+        with _keep_torch_threads():
+            distance_fn = self._distance_fn()
+        # exact graph distances: one look-up for all epochs (~1 search per cell in all)
+        exact = distance_fn is not None and self.distance_cutoff is None
+        max_pairs = 20_000_000  # ~0.5 GB of prefetched pairs at most
+        prefetch = max(1, min(max_epochs, max_pairs // (2 * len(train_cells)))) if exact else 1
+        dataset = SiamesePairDataset(
+            [self._registered(m)[self._pool] for m in self.modalities],
+            [self.scalers_[m].transform for m in self.modalities],
+            self._pool_labels,
+            self.modalities,
+        )
+        datamodule = self._data_module_cls(
+            dataset,
+            train_cells,
+            val_cells,
+            self._pool,
+            batch_size=batch_size,
+            positive_fraction=self.positive_fraction,
+            strategy=self.strategy,
+            distance_fn=distance_fn,
+            seed=seed,
+            **{"prefetch_epochs": prefetch, **(datasplitter_kwargs or {})},
+        )
+        training_plan = self._training_plan_cls(self.module, **(plan_kwargs or {}))
+        trainer_kwargs.setdefault("early_stopping", early_stopping)
+        trainer_kwargs.setdefault("log_every_n_steps", min(10, len(datamodule.train_sampler)))
+        if trainer_kwargs["early_stopping"]:
+            trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
+        self._reference_cache = {}
+        self.module.train()
+        runner = self._train_runner_cls(
+            self,
+            training_plan=training_plan,
+            data_splitter=datamodule,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            **trainer_kwargs,
+        )
+        out = runner()
+        self._reference_cache = {}
+        return out
+
+    # ------------------------------------------------------------------ data access
+    def _check_modality(self, modality: str, joint: bool = False) -> None:
+        allowed = self.modalities + (["joint"] if joint else [])
+        if modality not in allowed:
+            raise KeyError(f"Unknown modality '{modality}': choose one of {allowed}.")
+
+    def _cells(
+        self,
+        mdata: md.MuData | ad.AnnData | None,
+        modality: str | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+    ) -> _Cells:
+        """The cells to work on, as matrices in the reference's features."""
+        if mdata is None or mdata is self.adata:
+            cells = _Cells(
+                obs=self.adata.obs,
+                matrices={m: self._registered(m) for m in self.modalities},
+                has={m: self._registered_mask(m) for m in self.modalities},
+            )
+        else:
+            query = prepare_query_mudata(
+                mdata,
+                self._modality_var_names(),
+                modality=modality if modality in self.modalities else None,
+                layer=self._registered_layers(),
+            )
+            prefix = query.uns.get(PADDING_UNS_KEY, {}).get("indicator_prefix", INDICATOR_PREFIX)
+            matrices, has = {}, {}
+            for m in self.modalities:
+                x = query.mod[m].X
+                check_finite(x, m)
+                matrices[m] = sparse.csr_matrix(x) if sparse.issparse(x) else np.asarray(x)
+                has[m] = query.obs[indicator_key(m, prefix)].to_numpy().astype(bool)
+            cells = _Cells(obs=query.obs, matrices=matrices, has=has)
+        if indices is None:
+            return cells
+        rows = np.asarray(indices)
+        if rows.dtype == bool:
+            if len(rows) != cells.n_obs:
+                raise ValueError(f"Boolean indices of length {len(rows)} for {cells.n_obs} cells.")
+            rows = np.flatnonzero(rows)
+        rows = rows.astype(np.int64)
+        if rows.size and (rows.min() < -cells.n_obs or rows.max() >= cells.n_obs):
+            raise IndexError(f"indices out of range for {cells.n_obs} cells.")
+        return _Cells(
+            obs=cells.obs.iloc[rows],
+            matrices={m: x[rows] for m, x in cells.matrices.items()},
+            has={m: h[rows] for m, h in cells.has.items()},
+        )
+
+    def _require(self, cells: _Cells, modality: str) -> None:
+        lacking = ~cells.has[modality]
+        if lacking.any():
+            names = cells.obs.index[lacking][:3].tolist()
+            raise ValueError(
+                f"{int(lacking.sum())} of {cells.n_obs} cells (e.g. {names}) were not measured "
+                f"in '{modality}', so they have no '{modality}' embedding. Pass indices of "
+                "cells that have it, use modality='joint', or missing='nan' for NaN rows."
+            )
+
+    @torch.inference_mode()
+    def _forward_matrix(
+        self, x, modality: str, head: Literal["z", "logits"], batch_size: int | None = None
+    ) -> np.ndarray:
+        """Embedding (or logits) of the rows of ``x``, in minibatches."""
+        self.module.eval()
+        bs = batch_size or _INFERENCE_BATCH
+        width = self.module.n_latent if head == "z" else self.module.n_labels
+        out = np.empty((x.shape[0], width), dtype=np.float32)
+        layer = self.module.embedding_head if head == "z" else self.module.classifier_head
+        for start in range(0, x.shape[0], bs):
+            stop = min(start + bs, x.shape[0])
+            scaled = self.scalers_[modality].transform(x[start:stop])
+            h = self.module.hidden(torch.as_tensor(scaled, device=self.device), modality)
+            out[start:stop] = layer(h).float().cpu().numpy()
+        return out
+
+    def _per_modality(
+        self, cells: _Cells, modality: str, head: Literal["z", "logits"], batch_size: int | None
+    ) -> np.ndarray:
+        """Rows of all cells (NaN where ``modality`` is missing)."""
+        width = self.module.n_latent if head == "z" else self.module.n_labels
+        out = np.full((cells.n_obs, width), np.nan, dtype=np.float32)
+        rows = np.flatnonzero(cells.has[modality])
+        if rows.size:
+            out[rows] = self._forward_matrix(
+                cells.matrices[modality][rows], modality, head, batch_size
+            )
+        return out
+
+    # ------------------------------------------------------------------ public API
+    def get_latent_representation(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str = "joint",
+        indices: Sequence[int] | np.ndarray | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+        missing: Literal["raise", "nan"] = "raise",
+    ) -> np.ndarray:
+        """Co-embedding of cells from one modality, or jointly from those they have.
+
+        Parameters
+        ----------
+        mdata
+            None (the registered data), a padded MuData, a MuData holding some of the
+            model's modalities, or an AnnData of one modality (then ``modality`` names
+            it). Features are matched to the reference by name; absent ones are
+            zero-filled with a warning.
+        modality
+            A modality name: each cell embedded from that modality alone. ``"joint"``:
+            the mean of the embeddings of the modalities each cell was measured in.
+        indices
+            Positions of the cells to embed (default all).
+        give_mean
+            Accepted for scvi-tools compatibility; MINNET is deterministic.
+        batch_size
+            Cells per forward pass.
+        missing
+            For a modality some cells were not measured in: ``"raise"`` (default) or
+            ``"nan"`` (NaN rows for them).
+
+        Returns
+        -------
+        ``n_cells x n_latent`` float32 array.
+        """
+        self._check_modality(modality, joint=True)
+        if missing not in ("raise", "nan"):
+            raise ValueError(f"missing must be 'raise' or 'nan', got {missing!r}.")
+        self._check_if_trained(warn=True)
+        cells = self._cells(mdata, modality, indices)
+        if modality != "joint":
+            if missing == "raise":
+                self._require(cells, modality)
+            return self._per_modality(cells, modality, "z", batch_size)
+        total = np.zeros((cells.n_obs, self.module.n_latent), dtype=np.float64)
+        count = np.zeros(cells.n_obs)
+        for m in self.modalities:
+            z = self._per_modality(cells, m, "z", batch_size)
+            has = cells.has[m]
+            total[has] += z[has]
+            count += has
+        return (total / np.maximum(count, 1)[:, None]).astype(np.float32)
+
+    def predict(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str = "joint",
+        indices: Sequence[int] | np.ndarray | None = None,
+        soft: bool = False,
+        batch_size: int | None = None,
+    ) -> np.ndarray | pd.DataFrame:
+        """Cell types predicted by the classifier head.
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation`.
+        modality
+            A modality (cells must have it), or ``"joint"``: class probabilities
+            averaged over the modalities each cell was measured in.
+        indices
+            Positions of the cells (default all).
+        soft
+            Return class probabilities instead of labels.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        Labels (object array), or with ``soft`` a DataFrame of probabilities (cells x
+        cell types).
+        """
+        self._check_modality(modality, joint=True)
+        self._check_if_trained(warn=True)
+        cells = self._cells(mdata, modality, indices)
+        mods = self.modalities if modality == "joint" else [modality]
+        if modality != "joint":
+            self._require(cells, modality)
+        probs = np.zeros((cells.n_obs, len(self.cell_types_)))
+        count = np.zeros(cells.n_obs)
+        for m in mods:
+            logits = self._per_modality(cells, m, "logits", batch_size)
+            has = cells.has[m]
+            p = torch.softmax(torch.as_tensor(logits[has], dtype=torch.float64), dim=-1).numpy()
+            probs[has] += p
+            count += has
+        probs /= np.maximum(count, 1)[:, None]
+        if soft:
+            return pd.DataFrame(probs, index=cells.obs.index, columns=list(self.cell_types_))
+        return np.asarray(self.cell_types_, dtype=object)[probs.argmax(axis=1)]
+
+    def _reference(self, target: str, batch_size: int | None = None) -> tuple[np.ndarray, Any]:
+        """Embedding (from ``target``) and ``target`` profiles of the reference cells."""
+        if target not in self._reference_cache:
+            rows = np.flatnonzero(self._registered_mask(target))
+            x = self._registered(target)[rows]
+            self._reference_cache[target] = (
+                self._forward_matrix(x, target, "z", batch_size),
+                x,
+            )
+        return self._reference_cache[target]
+
+    def _neighbour_mean(self, z: np.ndarray, target: str, k: int, batch_size: int | None):
+        """Mean ``target`` profile of each row's ``k`` nearest reference cells."""
+        from sklearn.neighbors import NearestNeighbors
+
+        z_ref, x_ref = self._reference(target, batch_size)
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}.")
+        k = min(int(k), z_ref.shape[0])
+        idx = NearestNeighbors(n_neighbors=k).fit(z_ref).kneighbors(z, return_distance=False)
+        weights = sparse.csr_matrix(
+            (np.full(idx.size, 1.0 / k), (np.repeat(np.arange(len(z)), k), idx.ravel())),
+            shape=(len(z), z_ref.shape[0]),
+        )
+        out = weights @ x_ref
+        return sparse.csr_matrix(out, dtype=np.float32) if sparse.issparse(out) else out
+
+    def translate(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        source: str | None = None,
+        target: str | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        k: int = 10,
+        batch_size: int | None = None,
+    ) -> ad.AnnData:
+        """Predict the ``target`` profile of cells measured in ``source``.
+
+        MINNET has no decoder: each cell, embedded from ``source``, gets the mean
+        ``target`` profile (registered values, e.g. counts) of its ``k`` nearest
+        reference cells embedded from ``target`` (every registered cell measured in
+        ``target``).
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation` (an AnnData is of ``source``).
+        source
+            Modality the cells are embedded from; they must have it.
+        target
+            Modality to predict.
+        indices
+            Positions of the cells (default all).
+        k
+            Number of reference neighbours averaged.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        AnnData of the cells (``obs`` of the query) in ``target``'s features; sparse
+        when the reference profiles are.
+        """
+        if source is None or target is None:
+            raise ValueError(f"Name source= and target= modalities (of {self.modalities}).")
+        self._check_modality(source)
+        self._check_modality(target)
+        self._check_if_trained(warn=True)
+        cells = self._cells(mdata, source, indices)
+        self._require(cells, source)
+        z = self._forward_matrix(cells.matrices[source], source, "z", batch_size)
+        x = self._neighbour_mean(z, target, k, batch_size)
+        out = ad.AnnData(
+            X=x,
+            obs=cells.obs.copy(),
+            var=pd.DataFrame(index=self.adata.mod[target].var_names.copy()),
+        )
+        out.obsm["X_minnet"] = z
+        out.uns["minnet_translate"] = {"source": source, "target": target, "k": int(k)}
+        return out
+
+    def perturb(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str | None = None,
+        features: Sequence[str] | str | None = None,
+        factor: float = 1.5,
+        target: str | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        k: int = 10,
+        batch_size: int | None = None,
+    ) -> ad.AnnData:
+        """In-silico perturbation: scale features in count space and re-embed.
+
+        The registered values of ``features`` of ``modality`` are multiplied by
+        ``factor``; the perturbed cells go through the stored transforms (normalisation,
+        log, per-feature scaling fitted at training) and the network again.
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation` (an AnnData is of ``modality``).
+        modality
+            Modality whose features are perturbed; the cells must have it.
+        features
+            Feature names (one or several) of ``modality``.
+        factor
+            Multiplier of the features' values (0 knocks them out).
+        target
+            Optional modality whose translated profile (see :meth:`translate`) is
+            compared before and after the perturbation.
+        indices
+            Positions of the cells (default all).
+        k
+            Neighbours for the translation.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        AnnData of the cells with ``obs["shift_norm"]`` (length of each cell's latent
+        shift) and ``obsm["X_minnet"]``, ``obsm["X_minnet_perturbed"]``. Without
+        ``target``, ``X`` is the latent shift (cells x latent dimensions); with
+        ``target``, ``X`` is the change of the translated ``target`` profile (cells x
+        target features), with ``layers["translated"]`` and
+        ``layers["translated_perturbed"]``.
+        """
+        if modality is None:
+            raise ValueError(f"Name the perturbed modality= (one of {self.modalities}).")
+        self._check_modality(modality)
+        if target is not None:
+            self._check_modality(target)
+        if features is None:
+            raise ValueError("Name the features= to perturb.")
+        features = [features] if isinstance(features, str) else list(features)
+        if not np.isfinite(factor) or factor < 0:
+            raise ValueError(f"factor must be a finite non-negative number, got {factor}.")
+        var_names = self.adata.mod[modality].var_names
+        cols = var_names.get_indexer(features)
+        if (cols < 0).any():
+            unknown = [f for f, c in zip(features, cols, strict=True) if c < 0]
+            raise KeyError(
+                f"{len(unknown)} features are not among the model's '{modality}' features: "
+                f"{unknown[:5]}."
+            )
+        self._check_if_trained(warn=True)
+        cells = self._cells(mdata, modality, indices)
+        self._require(cells, modality)
+        x = cells.matrices[modality]
+        scale = np.ones(x.shape[1])
+        scale[cols] = factor
+        if sparse.issparse(x):
+            x_pert = sparse.csr_matrix(x @ sparse.diags(scale))
+        else:
+            x_pert = np.asarray(x, dtype=np.float64) * scale
+        z0 = self._forward_matrix(x, modality, "z", batch_size)
+        z1 = self._forward_matrix(x_pert, modality, "z", batch_size)
+        shift = z1 - z0
+        obs = cells.obs.copy()
+        obs["shift_norm"] = np.linalg.norm(shift, axis=1)
+        info = {"modality": modality, "features": features, "factor": float(factor)}
+        if target is None:
+            out = ad.AnnData(
+                X=shift,
+                obs=obs,
+                var=pd.DataFrame(index=[f"latent_{i}" for i in range(shift.shape[1])]),
+            )
+        else:
+            t0 = self._neighbour_mean(z0, target, k, batch_size)
+            t1 = self._neighbour_mean(z1, target, k, batch_size)
+            dense = (lambda a: a.toarray()) if sparse.issparse(t0) else np.asarray
+            out = ad.AnnData(
+                X=dense(t1) - dense(t0),
+                obs=obs,
+                var=pd.DataFrame(index=self.adata.mod[target].var_names.copy()),
+                layers={"translated": t0, "translated_perturbed": t1},
+            )
+            info.update(target=target, k=int(k))
+        out.obsm["X_minnet"] = z0
+        out.obsm["X_minnet_perturbed"] = z1
+        out.uns["minnet_perturb"] = info
+        return out

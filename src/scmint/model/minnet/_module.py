@@ -1,0 +1,233 @@
+"""MinNet's Siamese network as a scvi-tools module."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from scvi.module.base import BaseModuleClass, LossOutput
+from torch import nn
+
+from scmint.data import data_key
+from scmint.nn import flexible_margin, flexible_margin_contrastive_loss
+from scmint.train._siamese import PAIR_KEYS, labels_key
+
+Activation = Literal["tanh", "sigmoid", "relu"]
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}
+
+
+class _ModalityEncoder(nn.Module):
+    """``Linear(G -> H) -> activation -> BatchNorm1d(H)`` for one modality."""
+
+    def __init__(self, n_input: int, n_hidden: int, activation: str) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_input, n_hidden)
+        self.activation = _ACTIVATIONS[activation]()
+        self.norm = nn.BatchNorm1d(n_hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.activation(self.linear(x))
+        if self.training and h.shape[0] < 2:
+            # a minibatch can hold a single cell of one modality: use running statistics
+            norm = self.norm
+            return F.batch_norm(
+                h,
+                norm.running_mean,
+                norm.running_var,
+                norm.weight,
+                norm.bias,
+                training=False,
+                eps=norm.eps,
+            )
+        return self.norm(h)
+
+
+class MINNETModule(BaseModuleClass):
+    """Siamese network of MinNet: one encoder per modality, two heads shared by all.
+
+    Each modality ``m`` has its own encoder ``Linear(G_m -> n_hidden) -> activation ->
+    BatchNorm1d(n_hidden)``. Two heads read the ``n_hidden``-d layer and are shared by
+    all modalities: ``Linear(n_hidden -> n_latent)`` (the co-embedding) and
+    ``Linear(n_hidden -> n_labels)`` (the cell-type classifier). Weights are
+    Xavier-uniform, biases standard normal, as in the reference implementation.
+
+    The loss is ``sum_m CE_m + contrastive_weight * L_con`` where ``L_con`` is
+    :func:`scmint.nn.flexible_margin_contrastive_loss` over the minibatch's cell pairs,
+    with margin ``margin_scale * (d_ij + type_margin * 1[types differ])``.
+
+    Parameters
+    ----------
+    modalities
+        Modality names, in order; inputs are read from ``tensors[data_key(m)]``.
+    n_input
+        Number of input features of each modality, in the order of ``modalities``.
+    n_labels
+        Number of cell types of the classifier head.
+    n_hidden
+        Width of the per-modality layer (768 in MinNet).
+    n_latent
+        Dimension of the co-embedding (32 in MinNet).
+    activation
+        ``"tanh"`` (MinNet multiome), ``"sigmoid"`` (MinNet CITE-seq) or ``"relu"``; one
+        for all modalities or ``{modality: activation}``.
+    margin_scale
+        The constant ``M`` multiplying the flexible margin (10).
+    type_margin
+        The constant ``C`` added to the margin of pairs of different cell types (3).
+    contrastive_weight
+        Weight ``lambda`` of the contrastive loss (0.5).
+    distance_eps
+        Added to squared embedding distances in the contrastive loss (1e-3).
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        n_input: Sequence[int],
+        n_labels: int,
+        n_hidden: int = 768,
+        n_latent: int = 32,
+        activation: Activation | Mapping[str, Activation] = "tanh",
+        margin_scale: float = 10.0,
+        type_margin: float = 3.0,
+        contrastive_weight: float = 0.5,
+        distance_eps: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.modalities = list(modalities)
+        if len(n_input) != len(self.modalities):
+            raise ValueError(
+                f"n_input has {len(n_input)} entries for {len(self.modalities)} modalities."
+            )
+        if n_labels < 1:
+            raise ValueError(f"n_labels must be at least 1, got {n_labels}.")
+        activations = (
+            {m: activation.get(m, "tanh") for m in self.modalities}
+            if isinstance(activation, Mapping)
+            else dict.fromkeys(self.modalities, activation)
+        )
+        bad = {m: a for m, a in activations.items() if a not in _ACTIVATIONS}
+        if bad:
+            raise ValueError(f"Unknown activation(s) {bad}; choose from {sorted(_ACTIVATIONS)}.")
+        self.n_input = [int(n) for n in n_input]
+        self.n_labels = int(n_labels)
+        self.n_hidden = int(n_hidden)
+        self.n_latent = int(n_latent)
+        self.margin_scale = float(margin_scale)
+        self.type_margin = float(type_margin)
+        self.contrastive_weight = float(contrastive_weight)
+        self.distance_eps = float(distance_eps)
+        self.encoders = nn.ModuleDict(
+            {
+                m: _ModalityEncoder(n, self.n_hidden, activations[m])
+                for m, n in zip(self.modalities, self.n_input, strict=True)
+            }
+        )
+        self.embedding_head = nn.Linear(self.n_hidden, self.n_latent)
+        self.classifier_head = nn.Linear(self.n_hidden, self.n_labels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights and standard-normal biases of every linear layer."""
+        for layer in self.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.normal_(layer.bias)
+
+    # ------------------------------------------------------------------ network
+    def hidden(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """The ``n_hidden``-d representation of scaled inputs of one modality."""
+        return self.encoders[modality](x)
+
+    def embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """Co-embedding of scaled inputs ``x`` (cells x features) of ``modality``."""
+        return self.embedding_head(self.hidden(x, modality))
+
+    def classify(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """Cell-type logits of scaled inputs ``x`` of ``modality``."""
+        return self.classifier_head(self.hidden(x, modality))
+
+    # ------------------------------------------------------------------ scvi contract
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict:
+        return {"x": {m: tensors[data_key(m)] for m in self.modalities if data_key(m) in tensors}}
+
+    def inference(self, x: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        """Embeddings ``z`` and logits of each modality's rows in the minibatch."""
+        z, logits = {}, {}
+        for m, xm in x.items():
+            if xm.shape[0] == 0:
+                z[m] = xm.new_zeros((0, self.n_latent))
+                logits[m] = xm.new_zeros((0, self.n_labels))
+                continue
+            h = self.hidden(xm, m)
+            z[m] = self.embedding_head(h)
+            logits[m] = self.classifier_head(h)
+        return {"z": z, "logits": logits}
+
+    def _get_generative_input(self, tensors, inference_outputs, **kwargs) -> dict:
+        return {}
+
+    def generative(self) -> dict:
+        """MinNet has no decoder."""
+        return {}
+
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, dict[str, torch.Tensor]],
+        generative_outputs: dict,
+    ) -> LossOutput:
+        """Cross-entropy on every modality plus the weighted flexible-margin contrastive loss.
+
+        ``tensors`` holds, besides each modality's inputs and labels, the minibatch's
+        pairs: ``pair_first`` / ``pair_second`` (rows of the modalities' embeddings
+        concatenated in module order), ``pair_same``, ``pair_distance`` and
+        ``pair_type_differs``.
+        """
+        z, logits = inference_outputs["z"], inference_outputs["logits"]
+        ce_total = torch.zeros((), device=self.device)
+        n_correct, n_rows = 0.0, 0
+        for m in self.modalities:
+            if m not in logits or logits[m].shape[0] == 0:
+                continue
+            target = tensors[labels_key(m)].long().view(-1)
+            ce_total = ce_total + F.cross_entropy(logits[m], target)
+            n_correct += float((logits[m].argmax(dim=-1) == target).sum())
+            n_rows += int(target.shape[0])
+        z_all = torch.cat([z[m] for m in self.modalities if m in z], dim=0)
+        first = tensors[PAIR_KEYS["first"]].long().view(-1)
+        second = tensors[PAIR_KEYS["second"]].long().view(-1)
+        margin = flexible_margin(
+            tensors[PAIR_KEYS["distance"]].view(-1),
+            tensors[PAIR_KEYS["type_differs"]].view(-1),
+            self.type_margin,
+        )
+        same = tensors[PAIR_KEYS["same"]].view(-1)
+        con = flexible_margin_contrastive_loss(
+            z_all[first],
+            z_all[second],
+            same,
+            margin,
+            margin_scale=self.margin_scale,
+            eps=self.distance_eps,
+        )
+        total = ce_total + self.contrastive_weight * con
+        with torch.no_grad():
+            d = (z_all[first] - z_all[second]).pow(2).sum(-1).sqrt()
+            pos = same > 0.5
+            pos_dist = d[pos].mean() if pos.any() else torch.zeros((), device=d.device)
+            neg_dist = d[~pos].mean() if (~pos).any() else torch.zeros((), device=d.device)
+        accuracy = torch.tensor(n_correct / max(n_rows, 1), device=total.device)
+        return LossOutput(
+            loss=total,
+            n_obs_minibatch=int(first.shape[0]),
+            extra_metrics={
+                "classification_loss": ce_total.detach(),
+                "contrastive_loss": con.detach(),
+                "accuracy": accuracy,
+                "positive_distance": pos_dist,
+                "negative_distance": neg_dist,
+            },
+        )
