@@ -174,8 +174,7 @@ class LinearCCA:
         names = list(modalities) if modalities is not None else list(mods)[:2]
         if len(names) != 2 or any(m not in mods for m in names):
             raise ValueError(
-                f"LinearCCA needs exactly two modalities of the data ({list(mods)}); "
-                f"got {names}."
+                f"LinearCCA needs exactly two modalities of the data ({list(mods)}); got {names}."
             )
         a, b = names
         shared = mods[a].obs_names.intersection(mods[b].obs_names, sort=False)
@@ -219,8 +218,7 @@ class LinearCCA:
         name = aliases.get(modality, modality)
         if name not in self.modalities_:
             raise ValueError(
-                f"Unknown modality {modality!r}; fitted on {self.modalities_} "
-                "(or 'a' / 'b')."
+                f"Unknown modality {modality!r}; fitted on {self.modalities_} (or 'a' / 'b')."
             )
         return name
 

@@ -1,0 +1,30 @@
+"""Render benchmarks/results.csv into BENCHMARKS.md and benchmarks/figures/*.png.
+
+Usage::
+
+    .venv/bin/python benchmarks/render.py
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> None:
+    from scmint.benchmark import render
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(HERE / "results.csv"))
+    parser.add_argument("--output", default=str(HERE.parent / "BENCHMARKS.md"))
+    parser.add_argument("--figures", default=str(HERE / "figures"))
+    parser.add_argument("--no-figures", action="store_true")
+    args = parser.parse_args(argv)
+    render(args.results, args.output, None if args.no_figures else args.figures)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

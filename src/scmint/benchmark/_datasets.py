@@ -1,0 +1,120 @@
+"""Loading the shared benchmark datasets by name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mudata as md
+
+#: Datasets of the benchmark: name -> (modality pair, labels key, batch key, feature kinds).
+DATASETS: dict[str, dict] = {
+    "snare_mouse_cortex": {
+        "modalities": ("rna", "atac"),
+        "kinds": {"rna": "rna", "atac": "atac"},
+        "labels_key": "cell_type",
+        "batch_key": "batch",
+    },
+    "bmmc_multiome_starter": {
+        "modalities": ("rna", "atac"),
+        "kinds": {"rna": "rna", "atac": "atac"},
+        "labels_key": "cell_type",
+        "batch_key": "batch",
+    },
+    "bmmc_cite_starter": {
+        "modalities": ("rna", "adt"),
+        "kinds": {"rna": "rna", "adt": "protein"},
+        "labels_key": "cell_type",
+        "batch_key": "batch",
+    },
+    "pbmc_mosaic": {
+        "modalities": ("rna", "adt"),
+        "kinds": {"rna": "rna", "adt": "protein"},
+        "labels_key": "cell_type",
+        "batch_key": "batch",
+    },
+}
+
+
+def data_dir() -> Path:
+    """Directory holding the shared datasets.
+
+    ``$SCMINT_DATA_DIR`` when set; otherwise ``shared/data`` beside the repository
+    (``<repo>/../shared/data``), falling back to ``../shared/data`` relative to the
+    working directory.
+
+    Returns
+    -------
+    Path
+        The data directory (not checked for existence).
+    """
+    env = os.environ.get("SCMINT_DATA_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    repo = Path(__file__).resolve().parents[3]
+    candidate = repo.parent / "shared" / "data"
+    if candidate.is_dir():
+        return candidate
+    return (Path.cwd().parent / "shared" / "data").resolve()
+
+
+def dataset_path(name: str) -> Path:
+    """Path of the ``.h5mu`` file of dataset ``name``.
+
+    Parameters
+    ----------
+    name
+        A key of :data:`DATASETS` (or any folder ``<data_dir>/<name>/<name>.h5mu``).
+
+    Returns
+    -------
+    Path
+        The file path.
+    """
+    return data_dir() / name / f"{name}.h5mu"
+
+
+def load_dataset(name: str) -> md.MuData:
+    """Read a shared benchmark dataset.
+
+    Parameters
+    ----------
+    name
+        Dataset name, e.g. ``"bmmc_cite_starter"``.
+
+    Returns
+    -------
+    mudata.MuData
+        The dataset as stored (raw counts in ``X`` of each modality).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing; the message names ``SCMINT_DATA_DIR``.
+    """
+    path = dataset_path(name)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"Dataset {name!r} not found at {path}. Set SCMINT_DATA_DIR to the folder "
+            f"holding <name>/<name>.h5mu. Known datasets: {sorted(DATASETS)}."
+        )
+    md.set_options(pull_on_update=False)
+    return md.read_h5mu(path)
+
+
+def dataset_info(name: str) -> dict:
+    """Modalities, feature kinds, labels and batch keys of a known dataset.
+
+    Parameters
+    ----------
+    name
+        A key of :data:`DATASETS`.
+
+    Returns
+    -------
+    dict
+        Keys ``modalities``, ``kinds``, ``labels_key``, ``batch_key``.
+    """
+    if name not in DATASETS:
+        raise KeyError(f"Unknown dataset {name!r}; known: {sorted(DATASETS)}.")
+    return dict(DATASETS[name])

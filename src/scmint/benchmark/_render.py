@@ -1,0 +1,376 @@
+"""Render ``benchmarks/results.csv`` into ``BENCHMARKS.md`` and figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._datasets import DATASETS
+
+NOTES_START = "<!-- notes:start -->"
+NOTES_END = "<!-- notes:end -->"
+KNOWN_PEERS = {"cca", "multivi", "totalvi", "glue", "clue_scglue"}
+REGENERATE = ".venv/bin/python benchmarks/render.py"
+
+_SCORE_COLS = [
+    ("foscttm", "FOSCTTM ↓"),
+    ("matching_score", "matching ↑"),
+    ("recall_at_10", "recall@10 ↑"),
+    ("label_transfer_a_to_b", "LT a→b ↑"),
+    ("label_transfer_b_to_a", "LT b→a ↑"),
+    ("celltype_asw", "cell-type ASW ↑"),
+    ("modality_asw", "modality mixing ASW ↑"),
+    ("graph_connectivity", "graph conn. ↑"),
+]
+_COST_COLS = [
+    ("n_epochs", "epochs"),
+    ("train_time_s", "train s"),
+    ("time_per_epoch_s", "s / epoch"),
+    ("inference_time_s", "inference s"),
+    ("peak_memory_mb", "peak RSS MB"),
+    ("import_memory_mb", "RSS after imports MB"),
+    ("device", "device"),
+    ("git_commit", "commit"),
+    ("timestamp", "run at (UTC)"),
+]
+
+
+def is_peer(method: str) -> bool:
+    """Whether ``method`` is a comparison method (registry flag, else a known name)."""
+    from ._methods import METHODS
+
+    if method in METHODS:
+        return METHODS[method].peer
+    return method in KNOWN_PEERS
+
+
+def latest_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep the latest row per (method, dataset, protocol)."""
+    df = df.sort_values("timestamp", kind="stable")
+    return df.groupby(["method", "dataset", "protocol"], sort=False).tail(1)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, str):
+        return value if value and value != "nan" else "–"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    v = float(value)
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _group_order(df: pd.DataFrame) -> list[tuple[str, str]]:
+    names = list(DATASETS) + sorted(set(df["dataset"]) - set(DATASETS))
+    groups = []
+    for name in names:
+        for proto in sorted(df.loc[df["dataset"] == name, "protocol"].unique()):
+            groups.append((name, proto))
+    return groups
+
+
+def _epochs(row: pd.Series) -> str:
+    n = row.get("n_epochs")
+    if n is None or (isinstance(n, float) and not np.isfinite(n)) or n == "":
+        return "– (closed form)"
+    try:
+        max_epochs = json.loads(row.get("params") or "{}").get("max_epochs")
+    except (TypeError, ValueError):
+        max_epochs = None
+    return f"{int(float(n))} / {max_epochs if max_epochs else 'default'}"
+
+
+def _method_order(sub: pd.DataFrame) -> pd.DataFrame:
+    key = sub["method"].map(lambda m: (0 if not is_peer(m) else 1, m))
+    return sub.assign(_k=key).sort_values("_k").drop(columns="_k")
+
+
+def ratio_rows(latest: pd.DataFrame) -> list[list[str]]:
+    """Rows ``scmint / peer`` for every scmint method and peer run on the same split."""
+    out = []
+    for (name, proto), sub in latest.groupby(["dataset", "protocol"], sort=False):
+        mine = sub[~sub["method"].map(is_peer)]
+        peers = sub[sub["method"].map(is_peer)]
+        for _, r in mine.iterrows():
+            for _, p in peers.iterrows():
+                cells = [f"{name} {proto}", r["method"], p["method"]]
+                for col in ("foscttm", "train_time_s", "time_per_epoch_s", "peak_memory_mb"):
+                    try:
+                        num, den = float(r[col]), float(p[col])
+                        cells.append(_fmt(num / den) if den else "–")
+                    except (TypeError, ValueError):
+                        cells.append("–")
+                out.append(cells)
+    return out
+
+
+def make_figures(latest: pd.DataFrame, figures_dir: Path) -> dict[str, Path]:
+    """Bar charts of FOSCTTM, label transfer and cost; returns name -> file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    groups = _group_order(latest)
+    methods = sorted(latest["method"].unique(), key=lambda m: (is_peer(m), m))
+    files = {}
+
+    def grouped(ax, values: dict[tuple[str, str, str], float], ylabel: str, log=False):
+        # splits (x groups) and methods (bars) that have a finite value in this chart
+        shown = [
+            g for g in groups if any(np.isfinite(values.get((*g, m), np.nan)) for m in methods)
+        ]
+        bars = [m for m in methods if any(np.isfinite(values.get((*g, m), np.nan)) for g in shown)]
+        width = 0.8 / max(len(bars), 1)
+        x = np.arange(len(shown))
+        for i, m in enumerate(bars):
+            ys = [values.get((d, p, m), np.nan) for d, p in shown]
+            color = f"C{methods.index(m)}"  # one colour per method across charts
+            ax.bar(x + (i - (len(bars) - 1) / 2) * width, ys, width, label=m, color=color)
+        labels = [textwrap.fill(d.replace("_", " "), 14) + f"\n{p}" for d, p in shown]
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+
+    def values(col: str, frame: pd.DataFrame = latest) -> dict:
+        out = {}
+        for _, r in frame.iterrows():
+            try:
+                out[(r["dataset"], r["protocol"], r["method"])] = float(r[col])
+            except (TypeError, ValueError):
+                pass
+        return out
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(groups)), 4))
+    grouped(ax, values("foscttm"), "FOSCTTM (lower is better)")
+    ax.axhline(0.5, color="grey", ls="--", lw=0.8)
+    ax.set_title("Cross-modal matching of query cells embedded one modality at a time")
+    fig.tight_layout()
+    files["foscttm"] = figures_dir / "foscttm.png"
+    fig.savefig(files["foscttm"], dpi=120)
+    plt.close(fig)
+
+    lt = latest.assign(
+        _lt=(
+            pd.to_numeric(latest["label_transfer_a_to_b"], errors="coerce")
+            + pd.to_numeric(latest["label_transfer_b_to_a"], errors="coerce")
+        )
+        / 2
+    )
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(groups)), 4))
+    grouped(ax, values("_lt", lt), "label transfer accuracy (mean of both directions)")
+    ax.set_ylim(0, 1)
+    fig.tight_layout()
+    files["label_transfer"] = figures_dir / "label_transfer.png"
+    fig.savefig(files["label_transfer"], dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(2, 1, figsize=(max(6, 1.8 * len(groups)), 7.5))
+    grouped(axes[0], values("train_time_s"), "training wall time (s, log)", log=True)
+    grouped(axes[1], values("peak_memory_mb"), "peak resident memory (MB)")
+    fig.tight_layout()
+    files["cost"] = figures_dir / "cost.png"
+    fig.savefig(files["cost"], dpi=120)
+    plt.close(fig)
+    return files
+
+
+def _commands(latest: pd.DataFrame) -> list[str]:
+    cmds = []
+    for _, r in latest.iterrows():
+        cmd = (
+            f".venv/bin/python benchmarks/run.py --method {r['method']} "
+            f"--dataset {r['dataset']} --protocol {r['protocol']}"
+        )
+        try:
+            max_epochs = json.loads(r.get("params") or "{}").get("max_epochs")
+        except (TypeError, ValueError):
+            max_epochs = None
+        if max_epochs:
+            cmd += f" --max-epochs {max_epochs}"
+        cmds.append(cmd)
+    return cmds
+
+
+def _method_notes(methods: list[str]) -> str:
+    from ._methods import METHODS
+
+    parts = []
+    for m in methods:
+        if m in METHODS and METHODS[m].notes:
+            parts.append(f"- **{m}**: " + " ".join(METHODS[m].notes.split()))
+    return "\n".join(parts)
+
+
+def render_markdown(
+    df: pd.DataFrame,
+    figures: dict[str, Path] | None = None,
+    notes: str | None = None,
+    base: Path | None = None,
+) -> str:
+    """Markdown of the benchmark results.
+
+    Parameters
+    ----------
+    df
+        Results rows (all of them; the latest per method / dataset / protocol is shown).
+    figures
+        Name -> figure file to embed.
+    notes
+        Hand-written notes kept between the notes markers.
+    base
+        Directory of the markdown file (figure links are made relative to it).
+
+    Returns
+    -------
+    str
+        The markdown document.
+    """
+    latest = latest_rows(df)
+    out = [
+        "# scmint benchmarks",
+        "",
+        "<!-- Generated by benchmarks/render.py from benchmarks/results.csv; edit only the "
+        "notes section, the rest is overwritten. -->",
+        "",
+        f"Regenerate this file: `{REGENERATE}` (reads `benchmarks/results.csv`, writes this "
+        "file and `benchmarks/figures/*.png`). Add a row: `.venv/bin/python benchmarks/run.py "
+        "--method M --dataset D --protocol P [--max-epochs N]` (see `benchmarks/README.md`).",
+        "",
+        "Protocols (the project's shared benchmark protocol): **P1** reference → query: "
+        "80/20 split with `numpy.random.default_rng(0).permutation(n_cells)`, train on the "
+        "reference, embed every query cell one modality at a time (nothing from its other "
+        "modality), score the query cells. **P2** unpaired: every cell becomes two unpaired "
+        "cells with unrelated names; train on all, the true pairing is used only for scoring. "
+        "**P3** mosaic: `pbmc_mosaic` as stored; label transfer and mixing between RNA-only "
+        "and ADT-only cells. FOSCTTM is the mean of both directions (0.5 = random). "
+        "LT = 5-NN label-transfer accuracy, a = first modality of the dataset "
+        "(RNA), b = second. Peak RSS is the peak resident memory of the process that loaded "
+        "the data and ran the method. Only the latest run per method / dataset / protocol is "
+        "shown; every run is in `benchmarks/results.csv`.",
+        "",
+    ]
+    for name, proto in _group_order(latest):
+        sub = _method_order(latest[(latest["dataset"] == name) & (latest["protocol"] == proto)])
+        first = sub.iloc[0]
+        out += [
+            f"## {name} — {proto}",
+            "",
+            f"{int(first['n_cells'])} cells ({first.get('modalities', '')}), "
+            f"{int(first['n_train'])} training cells, {int(first['n_query'])} scored profiles.",
+            "",
+            _table(
+                ["method"] + [h for _, h in _SCORE_COLS],
+                [[r["method"]] + [_fmt(r[c]) for c, _ in _SCORE_COLS] for _, r in sub.iterrows()],
+            ),
+            "",
+            _table(
+                ["method"] + [h for _, h in _COST_COLS],
+                [
+                    [r["method"]]
+                    + [_epochs(r) if c == "n_epochs" else _fmt(r[c], 2) for c, _ in _COST_COLS]
+                    for _, r in sub.iterrows()
+                ],
+            ),
+            "",
+        ]
+    ratios = ratio_rows(latest)
+    out += ["## scmint / peer ratios", ""]
+    if ratios:
+        out += [
+            "Ratios of the latest runs on the same split (below 1: scmint is better / cheaper).",
+            "",
+            _table(
+                [
+                    "split",
+                    "scmint model",
+                    "peer",
+                    "FOSCTTM ratio",
+                    "train time ratio",
+                    "time / epoch ratio",
+                    "peak memory ratio",
+                ],
+                ratios,
+            ),
+            "",
+        ]
+    else:
+        out += ["No scmint model has results yet; ratio columns appear once one has.", ""]
+    if figures:
+        out += ["## Figures", ""]
+        for key, path in figures.items():
+            rel = os.path.relpath(path, base) if base is not None else str(path)
+            out += [f"![{key}]({Path(rel).as_posix()})", ""]
+    out += ["## Methods", "", _method_notes(sorted(latest["method"].unique())), ""]
+    out += ["## Commands of the runs shown", "", "```bash"] + _commands(latest) + ["```", ""]
+    out += [
+        "## Notes",
+        "",
+        NOTES_START,
+        (notes or "(none)").strip("\n"),
+        NOTES_END,
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _existing_notes(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    text = path.read_text()
+    if NOTES_START in text and NOTES_END in text:
+        return text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0].strip("\n")
+    return None
+
+
+def render(
+    results: str | Path,
+    output: str | Path,
+    figures_dir: str | Path | None = None,
+) -> str:
+    """Render a results CSV into a markdown file (and figures).
+
+    Parameters
+    ----------
+    results
+        The CSV written by :func:`~scmint.benchmark.run_benchmark`.
+    output
+        Markdown file to write. Text between ``<!-- notes:start -->`` and
+        ``<!-- notes:end -->`` in an existing file is kept.
+    figures_dir
+        Where to write the PNG figures; ``None`` for no figures.
+
+    Returns
+    -------
+    str
+        The markdown written.
+    """
+    output = Path(output)
+    df = pd.read_csv(results)
+    if df.empty:
+        raise ValueError(f"{results} has no rows.")
+    figures = None
+    if figures_dir is not None:
+        figures = make_figures(latest_rows(df), Path(figures_dir))
+    text = render_markdown(df, figures, notes=_existing_notes(output), base=output.parent)
+    output.write_text(text)
+    return text

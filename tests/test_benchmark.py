@@ -1,0 +1,192 @@
+"""Fast tests of the benchmark harness (scmint.benchmark) and the CCA baseline."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from scmint.benchmark import (
+    FIELDS,
+    append_row,
+    dataset_path,
+    get_method,
+    make_split,
+    p1_indices,
+    render,
+    run_benchmark,
+    run_method,
+    scored_arrays,
+)
+
+
+def _need(name: str) -> None:
+    if not dataset_path(name).exists():
+        pytest.skip(f"{dataset_path(name)} not found")
+
+
+@pytest.fixture(scope="module")
+def cite_p1():
+    _need("bmmc_cite_starter")
+    return make_split("bmmc_cite_starter", "P1")
+
+
+def _dense(x):
+    return x.toarray() if sparse.issparse(x) else np.asarray(x)
+
+
+def test_p1_split(cite_p1, bmmc_cite):
+    split = cite_p1
+    n = bmmc_cite.n_obs
+    perm = np.random.default_rng(0).permutation(n)
+    ref, qry = p1_indices(n)
+    assert len(ref) == int(0.8 * n) and len(ref) + len(qry) == n
+    np.testing.assert_array_equal(ref, perm[: len(ref)])
+    np.testing.assert_array_equal(qry, perm[len(ref) :])
+    names = bmmc_cite.obs_names
+    assert list(split.train.obs_names) == list(names[ref])
+    for m in split.modalities:
+        assert list(split.query[m].obs_names) == list(names[qry])
+        assert not set(split.query[m].obs_names) & set(split.train.obs_names)
+    np.testing.assert_array_equal(split.pairs[0], split.pairs[1])
+
+
+def test_p2_split_hides_pairing_but_keeps_it_for_scoring(bmmc_multiome):
+    _need("bmmc_multiome_starter")
+    split = make_split("bmmc_multiome_starter", "P2")
+    a, b = split.modalities
+    qa, qb = split.query[a], split.query[b]
+    assert not set(qa.obs_names) & set(qb.obs_names)
+    assert not set(bmmc_multiome.obs_names) & (set(qa.obs_names) | set(qb.obs_names))
+    assert split.train.mod[a].n_obs == split.train.mod[b].n_obs == bmmc_multiome.n_obs
+    assert split.train.n_obs == 2 * bmmc_multiome.n_obs  # two unpaired cells per cell
+    ra, rb = split.pairs
+    assert not np.array_equal(rb, np.arange(len(rb)))  # row order does not give it away
+    # the kept pairing maps both modalities back to the same original cells
+    np.testing.assert_array_equal(_dense(qa.X[ra]), _dense(bmmc_multiome.mod[a].X))
+    np.testing.assert_array_equal(_dense(qb.X[rb]), _dense(bmmc_multiome.mod[b].X))
+    # scoring puts embeddings into true pairs: here "embeddings" are the cells' own counts
+    z_a, z_b, lab_a, lab_b, paired = scored_arrays(split, {a: _dense(qa.X), b: _dense(qb.X)})
+    assert paired
+    np.testing.assert_array_equal(z_a, _dense(bmmc_multiome.mod[a].X))
+    np.testing.assert_array_equal(z_b, _dense(bmmc_multiome.mod[b].X))
+    np.testing.assert_array_equal(lab_a, lab_b)
+
+
+def test_p3_split(pbmc_mosaic):
+    _need("pbmc_mosaic")
+    split = make_split("pbmc_mosaic", "P3")
+    a, b = split.modalities
+    assert split.pairs is None
+    assert split.query[a].n_obs == 400 and split.query[b].n_obs == 400
+    assert not set(split.query[a].obs_names) & set(pbmc_mosaic.mod[b].obs_names)
+    assert not set(split.query[b].obs_names) & set(pbmc_mosaic.mod[a].obs_names)
+
+
+def test_cca_p1_aligns_query_cells(cite_p1):
+    result = run_method("cca", cite_p1)
+    a, b = cite_p1.modalities
+    assert result.embeddings[a].shape == (cite_p1.query[a].n_obs, 20)
+    from scmint.metrics import foscttm
+
+    # query rows are the same cells in both modalities (P1 pairs are the identity)
+    assert foscttm(result.embeddings[a], result.embeddings[b]) < 0.3  # random is 0.5
+    assert result.n_epochs is None
+
+
+def test_linear_cca_api(cite_p1):
+    from scmint.tl._cca import LinearCCA, infer_kind
+
+    assert infer_kind("atac") == "atac" and infer_kind("peaks") == "atac"
+    assert infer_kind("adt") == "protein" and infer_kind("rna") == "rna"
+    cca = LinearCCA(n_components=5, n_comps=15).fit(cite_p1.train)
+    assert cca.kinds_ == {"rna": "rna", "adt": "protein"}
+    z_b = cca.transform(cite_p1.query["adt"], modality="b")
+    np.testing.assert_allclose(z_b, cca.transform(cite_p1.query["adt"], modality="adt"))
+    assert z_b.shape == (cite_p1.query["adt"].n_obs, 5) and z_b.dtype == np.float32
+    assert np.all(np.diff(cca.correlations_) <= 1e-6) and cca.correlations_[0] > 0.5
+    with pytest.raises(ValueError, match="Unknown modality"):
+        cca.transform(cite_p1.query["adt"], modality="atac")
+
+
+def test_cca_refuses_p2():
+    _need("bmmc_multiome_starter")
+    split = make_split("bmmc_multiome_starter", "P2")
+    with pytest.raises(ValueError, match="pairing"):
+        run_method("cca", split)
+    with pytest.raises(ValueError, match="kinds"):
+        get_method("totalvi").check(make_split("bmmc_multiome_starter", "P1"))
+
+
+def test_runner_appends_a_row(tmp_path):
+    _need("bmmc_cite_starter")
+    results = tmp_path / "results.csv"
+    row = run_benchmark("cca", "bmmc_cite_starter", "P1", results=results)
+    df = pd.read_csv(results)
+    assert len(df) == 1 and list(df.columns) == list(FIELDS)
+    got = df.iloc[0]
+    assert got["method"] == "cca" and got["protocol"] == "P1"
+    assert got["n_cells"] == 600 and got["n_train"] == 480 and got["n_query"] == 240
+    assert 0 <= got["foscttm"] < 0.3
+    assert got["peak_memory_mb"] > 50 and got["train_time_s"] > 0
+    assert got["device"].startswith(("cpu", "cuda"))
+    assert json.loads(got["params"])["n_components"] == 20
+    assert row["foscttm"] == pytest.approx(got["foscttm"])
+
+
+def _row(method, dataset="bmmc_cite_starter", foscttm=0.2, t=10.0, stamp="2026-01-01T00:00:00Z"):
+    return {
+        "timestamp": stamp,
+        "method": method,
+        "dataset": dataset,
+        "protocol": "P1",
+        "modalities": "rna+adt",
+        "n_cells": 600,
+        "n_train": 480,
+        "n_query": 240,
+        "foscttm": foscttm,
+        "matching_score": 0.01,
+        "recall_at_10": 0.3,
+        "label_transfer_a_to_b": 0.5,
+        "label_transfer_b_to_a": 0.4,
+        "celltype_asw": 0.5,
+        "modality_asw": 0.8,
+        "graph_connectivity": 0.6,
+        "train_time_s": t,
+        "n_epochs": 5,
+        "time_per_epoch_s": t / 5,
+        "inference_time_s": 0.1,
+        "peak_memory_mb": 800.0,
+        "device": "cpu",
+        "git_commit": "abc",
+        "params": json.dumps({"max_epochs": 5}),
+    }
+
+
+def test_render_markdown_table(tmp_path):
+    csv = tmp_path / "results.csv"
+    append_row(_row("totalvi", foscttm=0.4, stamp="2026-01-01T00:00:00Z"), csv)
+    append_row(_row("totalvi", foscttm=0.3, stamp="2026-01-02T00:00:00Z"), csv)  # latest
+    append_row(_row("newmodel", foscttm=0.15, t=5.0) | {"extra_col": 1}, csv)
+    assert "extra_col" in pd.read_csv(csv).columns
+    out = tmp_path / "BENCHMARKS.md"
+    text = render(csv, out, figures_dir=tmp_path / "figures")
+    assert "## bmmc_cite_starter — P1" in text
+    assert "| method | FOSCTTM ↓ |" in text
+    assert "| totalvi | 0.300 |" in text and "| totalvi | 0.400 |" not in text
+    # newmodel is no registered peer: ratio row newmodel / totalvi (0.15 / 0.3, 5 / 10)
+    assert "| bmmc_cite_starter P1 | newmodel | totalvi | 0.500 | 0.500 |" in text
+    assert (tmp_path / "figures" / "foscttm.png").stat().st_size > 0
+    # hand-written notes survive a re-render
+    out.write_text(out.read_text().replace("(none)", "my note"))
+    assert "my note" in render(csv, out, figures_dir=None)
+
+
+def test_data_dir_env_override(monkeypatch, tmp_path):
+    from scmint.benchmark import data_dir, load_dataset
+
+    monkeypatch.setenv("SCMINT_DATA_DIR", str(tmp_path))
+    assert data_dir() == tmp_path.resolve()
+    with pytest.raises(FileNotFoundError, match="SCMINT_DATA_DIR"):
+        load_dataset("bmmc_cite_starter")
