@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,14 +148,40 @@ def register_method(
 
 
 def get_method(name: str) -> Method:
-    """Look up a registered method by name."""
+    """Look up a registered method by name.
+
+    Parameters
+    ----------
+    name
+        Registry key, e.g. ``"cca"``, ``"multivi"``, ``"totalvi"``.
+
+    Returns
+    -------
+    Method
+        The registry entry.
+    """
     if name not in METHODS:
         raise KeyError(f"Unknown method {name!r}; registered: {sorted(METHODS)}.")
     return METHODS[name]
 
 
 def run_method(name: str, split: Split, **kwargs) -> MethodResult:
-    """Check compatibility, run a method on a split and validate its output."""
+    """Check compatibility, run a method on a split and validate its output.
+
+    Parameters
+    ----------
+    name
+        Registry key.
+    split
+        The split (see :func:`~scmint.benchmark.make_split`).
+    **kwargs
+        Passed to the method (``max_epochs``, ``seed``, hyperparameters).
+
+    Returns
+    -------
+    MethodResult
+        Embeddings of ``split.query`` (one row per cell, finite), epochs and times.
+    """
     method = get_method(name)
     method.check(split)
     result = method.fn(split, **kwargs)
@@ -528,3 +555,21 @@ def fit_scmint_model(
             **model_kwargs,
         },
     )
+
+
+register_method(
+    "minnet",
+    protocols=("P1",),
+    peer=False,
+    notes="""
+`scmint.model.MINNET` (Siamese network, flexible-margin contrastive loss on RNA kNN-graph
+distances + shared cell-type classifier) trained on the labelled paired reference cells
+with its published defaults (768 hidden, 32-d embedding, M = 10, lambda = 0.5, C = 3,
+Adam lr 1e-4) except where the row's params say otherwise; early stopping on a 20 %
+validation split of the reference. Query cells are embedded one modality at a time.
+""",
+    unsupported={
+        "P2": "MINNET trains on paired, labelled cells; P2 hides the pairing.",
+        "P3": "not run yet",
+    },
+)(functools.partial(fit_scmint_model, model="MINNET"))
