@@ -43,6 +43,9 @@ class Split:
         pairs, or ``None`` when nothing is paired (P3). Used only for scoring.
     n_cells
         Number of cells of the dataset.
+    extra
+        Protocol-specific details (P1: ``reference_indices``, ``query_indices`` into
+        the dataset's cells).
     """
 
     protocol: str
