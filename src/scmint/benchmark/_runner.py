@@ -17,16 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SCORE_KEYS = (
-    "foscttm",
-    "matching_score",
-    "recall_at_10",
-    "label_transfer_a_to_b",
-    "label_transfer_b_to_a",
-    "celltype_asw",
-    "modality_asw",
-    "graph_connectivity",
-)
+from ..metrics import SCORE_KEYS
 
 #: Columns of ``benchmarks/results.csv``, in order.
 FIELDS = (
