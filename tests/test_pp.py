@@ -264,6 +264,21 @@ def test_feature_scaler_scaling_and_clr(bmmc_cite):
         pp.FeatureScaler(clr="cell", log=True).fit(adt)
 
 
+def test_feature_scaler_matches_scanpy_scale_on_sparse_peaks(bmmc_multiome):
+    """Statistics come from the sparse matrix (no densified copy) and equal scanpy's."""
+    atac = bmmc_multiome["atac"]
+    assert sp.issparse(atac.X)
+    fs = pp.FeatureScaler(max_value=10.0).fit(atac)
+    ref = atac.copy()
+    ref.X = ref.X.toarray().astype(np.float64)
+    sc.pp.scale(ref, max_value=10.0)
+    np.testing.assert_allclose(fs.mean_, ref.var["mean"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fs.std_, ref.var["std"], rtol=1e-5)
+    out = fs.transform(atac)
+    assert out.dtype == np.float32 and out.shape == atac.shape
+    np.testing.assert_allclose(out, ref.X, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- functional
 def test_normalize_log_and_highly_variable(bmmc_cite):
     rna = bmmc_cite["rna"]

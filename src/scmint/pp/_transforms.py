@@ -109,7 +109,7 @@ class FittedTransform:
         -------
         The fitted transform (``self``).
         """
-        self._fit_and_store(adata, layer, feature_names)
+        self._fit_and_store(adata, layer, feature_names, return_output=False)
         return self
 
     def fit_transform(
@@ -236,7 +236,8 @@ class FittedTransform:
         adata: AnnData | Matrix,
         layer: str | None,
         feature_names: Sequence[str] | None,
-    ) -> np.ndarray:
+        return_output: bool = True,
+    ) -> np.ndarray | None:
         if isinstance(adata, AnnData):
             X = get_matrix(adata, layer)
             names = adata.var_names
@@ -253,13 +254,21 @@ class FittedTransform:
             raise ValueError("feature names must be unique")
         X = as_float_matrix(X)
         out = self._fit(X, obs)
+        n_output = X.shape[1] if out is None else out.shape[1]
         # set last so that a failed fit leaves the object unfitted
         self.layer_ = None if layer == "X" else layer
         self.feature_names_ = names
-        self.n_output_ = int(out.shape[1])
-        return np.asarray(out, dtype=np.float32)
+        self.n_output_ = int(n_output)
+        if out is None and return_output:
+            out = self._transform(X)
+        return None if out is None else np.asarray(out, dtype=np.float32)
 
-    def _fit(self, X: Matrix, obs: pd.DataFrame | None) -> np.ndarray:  # pragma: no cover
+    def _fit(self, X: Matrix, obs: pd.DataFrame | None) -> np.ndarray | None:  # pragma: no cover
+        """Fit on ``X``; return the training output, or ``None``.
+
+        ``None`` means one output column per feature, computed by ``_transform`` only
+        when the caller asks for the training output.
+        """
         raise NotImplementedError
 
     def _transform(self, X: Matrix) -> np.ndarray:  # pragma: no cover
@@ -294,6 +303,30 @@ def _fit_scale(D: np.ndarray, max_value: float | None) -> tuple[np.ndarray, np.n
     mean = np.asarray(sub.var["mean"], dtype=np.float64)
     std = np.asarray(sub.var["std"], dtype=np.float64)
     return sub.X, mean, std
+
+
+_SCALE_CHUNK = 2048  # rows densified at a time by FeatureScaler.transform
+
+
+def _scale_statistics(X: Matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and ``ddof=1`` standard deviation, as :func:`scanpy.pp.scale`.
+
+    Zero deviations are replaced by 1; sparse ``X`` is never densified.
+    """
+    n = X.shape[0]
+    if sp.issparse(X):
+        mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+        mean_sq = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
+        var = np.maximum(mean_sq - mean**2, 0.0)
+    else:
+        D = np.asarray(X, dtype=np.float64)
+        mean = D.mean(axis=0)
+        var = D.var(axis=0)
+    if n > 1:
+        var *= n / (n - 1)
+    std = np.sqrt(var)
+    std[std == 0] = 1.0
+    return mean, std
 
 
 def _apply_scale(
@@ -712,18 +745,22 @@ class FeatureScaler(FittedTransform):
             raise ValueError(f"unknown clr {self.clr!r}")
         if self.clr is not None and self.log:
             raise ValueError("clr already log-transforms; use either log=True or clr")
-        D = _densify(self._pre(X, fit=True))
-        if not self.scale:
-            self.mean_ = self.std_ = None
-            return D
-        scaled, self.mean_, self.std_ = _fit_scale(D, self.max_value)
-        return scaled
+        P = self._pre(X, fit=True)
+        self.mean_ = self.std_ = None
+        if self.scale:
+            # the statistics of scanpy.pp.scale, from sparse input without densifying
+            self.mean_, self.std_ = _scale_statistics(P)
+        return None
 
     def _transform(self, X: Matrix) -> np.ndarray:
-        D = _densify(self._pre(X, fit=False))
-        if not self.scale:
-            return D
-        return _apply_scale(D, self.mean_, self.std_, self.max_value)
+        # dense float32 output, built in row chunks so only one chunk is ever float64
+        out = np.empty(X.shape, dtype=np.float32)
+        for start in range(0, X.shape[0], _SCALE_CHUNK):
+            D = _densify(self._pre(X[start : start + _SCALE_CHUNK], fit=False))
+            if self.scale:
+                D = _apply_scale(D, self.mean_, self.std_, self.max_value)
+            out[start : start + _SCALE_CHUNK] = D
+        return out
 
 
 # --------------------------------------------------------------------- functional API
