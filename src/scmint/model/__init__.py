@@ -1,5 +1,6 @@
 """scmint's models, each a scvi-tools model over a padded MuData."""
 
+from .conaae import CONAAE
 from .minnet import MINNET
 
-__all__ = ["MINNET"]
+__all__ = ["CONAAE", "MINNET"]

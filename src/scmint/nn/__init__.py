@@ -1,5 +1,33 @@
-"""Shared neural-network building blocks: losses (and, as models need them, layers)."""
+"""Shared neural-network building blocks: layers and losses reused across scmint modules."""
 
+from ._adversarial import (
+    cross_entropy_gan_loss,
+    least_squares_gan_loss,
+    modality_adversarial_loss,
+    modality_targets,
+)
+from ._blocks import (
+    MLP,
+    FeatureScalerLayer,
+    ModalityDiscriminator,
+    SafeBatchNorm1d,
+    frozen_batch_norm_stats,
+)
 from ._losses import flexible_margin, flexible_margin_contrastive_loss
+from ._metric_learning import batch_hard_triplet_loss, mmd_rbf
 
-__all__ = ["flexible_margin", "flexible_margin_contrastive_loss"]
+__all__ = [
+    "MLP",
+    "FeatureScalerLayer",
+    "ModalityDiscriminator",
+    "SafeBatchNorm1d",
+    "batch_hard_triplet_loss",
+    "cross_entropy_gan_loss",
+    "flexible_margin",
+    "flexible_margin_contrastive_loss",
+    "frozen_batch_norm_stats",
+    "least_squares_gan_loss",
+    "mmd_rbf",
+    "modality_adversarial_loss",
+    "modality_targets",
+]

@@ -1,5 +1,7 @@
-"""Training beyond scvi-tools' plans: Siamese pair sampling and training plan."""
+"""Training beyond scvi-tools' plans: Siamese pairs, alternating adversarial updates."""
 
+from ._adversarial import AdversarialTrainingPlan, detach_outputs
+from ._logging import LossLoggingMixin
 from ._siamese import (
     PAIR_KEYS,
     PairSet,
@@ -13,12 +15,15 @@ from ._siamese import (
 )
 
 __all__ = [
+    "AdversarialTrainingPlan",
+    "LossLoggingMixin",
     "PAIR_KEYS",
     "PairSet",
     "SiameseDataModule",
     "SiamesePairDataset",
     "SiamesePairSampler",
     "SiameseTrainingPlan",
+    "detach_outputs",
     "draw_pairs",
     "labels_key",
     "split_cells",

@@ -32,6 +32,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from scmint.data import data_key
 
+from ._logging import LossLoggingMixin
+
 Strategy = Literal["between", "within"]
 STRATEGIES: tuple[str, ...] = ("between", "within")
 
@@ -455,7 +457,7 @@ class SiameseDataModule(LightningDataModule):
         return [] if self.val_sampler is None else self._loader(self.val_sampler)
 
 
-class SiameseTrainingPlan(TrainingPlan):
+class SiameseTrainingPlan(LossLoggingMixin, TrainingPlan):
     """scvi-tools training plan for Siamese modules (MINNET).
 
     Automatic optimisation of the module's loss (for MINNET: cross-entropy on both
@@ -509,37 +511,13 @@ class SiameseTrainingPlan(TrainingPlan):
             **kwargs,
         )
 
-    def _log_step(self, loss_output, mode: str) -> None:
-        n = int(loss_output.n_obs_minibatch)
-        name = "train_loss" if mode == "train" else f"{mode}_loss"
-        self.log(
-            name,
-            loss_output.loss.detach() if mode != "train" else loss_output.loss,
-            on_step=self.on_step,
-            on_epoch=self.on_epoch,
-            prog_bar=mode == "train",
-            batch_size=n,
-            sync_dist=self.use_sync_dist,
-        )
-        for key, value in loss_output.extra_metrics.items():
-            if torch.is_tensor(value) and value.dim() != 0:
-                continue
-            self.log(
-                f"{key}_{mode}",
-                value.detach() if torch.is_tensor(value) else value,
-                on_step=self.on_step,
-                on_epoch=self.on_epoch,
-                batch_size=n,
-                sync_dist=self.use_sync_dist,
-            )
-
     def training_step(self, batch, batch_idx):
         """Loss of one minibatch of pairs; logged as ``train_loss`` and its parts."""
         _, _, loss_output = self.forward(batch, loss_kwargs=self.loss_kwargs)
-        self._log_step(loss_output, "train")
+        self._log_loss_output(loss_output, "train")
         return loss_output.loss
 
     def validation_step(self, batch, batch_idx):
         """Loss of one minibatch of validation pairs; logged as ``validation_loss``."""
         _, _, loss_output = self.forward(batch, loss_kwargs=self.loss_kwargs)
-        self._log_step(loss_output, "validation")
+        self._log_loss_output(loss_output, "validation")

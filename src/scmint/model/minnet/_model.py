@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import anndata as ad
@@ -18,17 +16,14 @@ from scvi import REGISTRY_KEYS, settings
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
-from scmint.data import (
-    MuDataSetupMixin,
-    check_finite,
-    data_key,
-    indicator_key,
-    mask_key,
-    prepare_query_mudata,
+from scmint.data import MuDataSetupMixin, indicator_key
+from scmint.model._base import (
+    INFERENCE_BATCH,
+    MultiModalMixin,
+    Normalization,
+    keep_torch_threads,
+    resolve_normalization,
 )
-from scmint.data._padding import INDICATOR_PREFIX, PADDING_UNS_KEY
-from scmint.data._validation import resolve_layers
-from scmint.pp import FeatureScaler
 from scmint.train._siamese import (
     STRATEGIES,
     SiameseDataModule,
@@ -41,41 +36,8 @@ from ._module import Activation, MINNETModule
 
 logger = logging.getLogger(__name__)
 
-Normalization = Literal["log", "clr", "none"]
-_NORMALIZATIONS = ("log", "clr", "none")
-_INFERENCE_BATCH = 1024
 
-
-@contextmanager
-def _keep_torch_threads() -> Iterator[None]:
-    """Restore torch's intra-op thread count after preprocessing.
-
-    scanpy's numba-parallel kernels (OpenMP threading layer) share torch's OpenMP
-    runtime and reset its thread count to numba's; without this, a thread count set by
-    the user (``torch.set_num_threads``) is silently lost before training.
-    """
-    n = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-
-
-@dataclass
-class _Cells:
-    """Cells to embed: their names and obs, one matrix per modality, measured masks."""
-
-    obs: pd.DataFrame
-    matrices: dict[str, Any]
-    has: dict[str, np.ndarray]
-
-    @property
-    def n_obs(self) -> int:
-        return len(self.obs)
-
-
-class MINNET(MuDataSetupMixin, BaseModelClass):
+class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
     """MinNet: a Siamese network with a kNN-graph flexible-margin contrastive loss.
 
     The model of Tang et al. (MinNet) for two modalities measured in the same cells
@@ -161,6 +123,7 @@ class MINNET(MuDataSetupMixin, BaseModelClass):
     """
 
     _labels_required = True
+    _latent_key = "X_minnet"
     _module_cls = MINNETModule
     _training_plan_cls = SiameseTrainingPlan
     _data_module_cls = SiameseDataModule
@@ -202,14 +165,7 @@ class MINNET(MuDataSetupMixin, BaseModelClass):
             distance_modality = "rna" if "rna" in mods else mods[0]
         if distance_modality not in mods:
             raise KeyError(f"distance_modality '{distance_modality}' is not one of {mods}.")
-        norms = (
-            {m: normalization.get(m, "log") for m in mods}
-            if isinstance(normalization, Mapping)
-            else dict.fromkeys(mods, normalization)
-        )
-        bad = {m: n for m, n in norms.items() if n not in _NORMALIZATIONS}
-        if bad:
-            raise ValueError(f"Unknown normalization {bad}; choose from {_NORMALIZATIONS}.")
+        norms = resolve_normalization(mods, normalization)
 
         self.strategy = strategy
         self.positive_fraction = float(positive_fraction)
@@ -226,17 +182,9 @@ class MINNET(MuDataSetupMixin, BaseModelClass):
 
         self._pool, pool_labels = self._training_pool()
         self._pool_labels = pool_labels
-        for m in mods:
-            if norms[m] != "none":
-                self._check_nonnegative(m)
-        with _keep_torch_threads():
-            self.scalers_ = {
-                m: self._make_scaler(norms[m], target_sum, max_value).fit(
-                    self._registered(m)[self._pool],
-                    feature_names=self.adata.mod[m].var_names,
-                )
-                for m in mods
-            }
+        self.scalers_ = self._fit_scalers(
+            norms, target_sum, max_value, rows=dict.fromkeys(mods, self._pool)
+        )
         self.module = self._module_cls(
             modalities=mods,
             n_input=[self.adata.mod[m].n_vars for m in mods],
@@ -268,37 +216,6 @@ class MINNET(MuDataSetupMixin, BaseModelClass):
             "MINNET integrates several modalities: register a padded MuData with "
             "MINNET.setup_mudata(scmint.data.pad_mudata(mdata), labels_key=...)."
         )
-
-    @staticmethod
-    def _make_scaler(norm: str, target_sum: float, max_value: float) -> FeatureScaler:
-        if norm == "log":
-            return FeatureScaler(max_value=max_value, log=True, target_sum=target_sum)
-        if norm == "clr":
-            return FeatureScaler(max_value=max_value, clr="feature")
-        return FeatureScaler(max_value=max_value)
-
-    def _registered(self, modality: str):
-        """The registered data matrix of a modality (all cells of ``self.adata``)."""
-        x = self.adata_manager.get_from_registry(data_key(modality))
-        return sparse.csr_matrix(x) if sparse.issparse(x) else np.asarray(x)
-
-    def _registered_mask(self, modality: str) -> np.ndarray:
-        mask = self.adata_manager.get_from_registry(mask_key(modality))
-        return np.asarray(mask).ravel() > 0.5
-
-    def _registered_layers(self) -> dict[str, str | None]:
-        return resolve_layers(self.modalities, self.adata_manager.registry["setup_args"]["layer"])
-
-    def _check_nonnegative(self, modality: str) -> None:
-        x = self._registered(modality)
-        values = x.data if sparse.issparse(x) else x
-        if values.size and values.min() < 0:
-            raise ValueError(
-                f"Modality '{modality}' holds negative values, but normalization="
-                f"'{self.normalization[modality]}' needs counts (or non-negative normalised "
-                f"values). Register the counts layer, or pass normalization={{'{modality}': "
-                "'none'} for data that are already normalised."
-            )
 
     def _training_pool(self) -> tuple[np.ndarray, np.ndarray]:
         """Indices of the paired, labelled cells and their cell-type codes."""
@@ -419,7 +336,7 @@ class MINNET(MuDataSetupMixin, BaseModelClass):
                 "early_stopping watches the validation loss, which needs at least 2 validation "
                 f"cells; train_size={train_size} leaves {len(val_cells)}."
             )
-        with _keep_torch_threads():
+        with keep_torch_threads():
             distance_fn = self._distance_fn()
         # exact graph distances: one look-up for all epochs (~1 search per cell in all)
         exact = distance_fn is not None and self.distance_cutoff is None
@@ -463,73 +380,14 @@ class MINNET(MuDataSetupMixin, BaseModelClass):
         self._reference_cache = {}
         return out
 
-    # ------------------------------------------------------------------ data access
-    def _check_modality(self, modality: str, joint: bool = False) -> None:
-        allowed = self.modalities + (["joint"] if joint else [])
-        if modality not in allowed:
-            raise KeyError(f"Unknown modality '{modality}': choose one of {allowed}.")
-
-    def _cells(
-        self,
-        mdata: md.MuData | ad.AnnData | None,
-        modality: str | None = None,
-        indices: Sequence[int] | np.ndarray | None = None,
-    ) -> _Cells:
-        """The cells to work on, as matrices in the reference's features."""
-        if mdata is None or mdata is self.adata:
-            cells = _Cells(
-                obs=self.adata.obs,
-                matrices={m: self._registered(m) for m in self.modalities},
-                has={m: self._registered_mask(m) for m in self.modalities},
-            )
-        else:
-            query = prepare_query_mudata(
-                mdata,
-                self._modality_var_names(),
-                modality=modality if modality in self.modalities else None,
-                layer=self._registered_layers(),
-            )
-            prefix = query.uns.get(PADDING_UNS_KEY, {}).get("indicator_prefix", INDICATOR_PREFIX)
-            matrices, has = {}, {}
-            for m in self.modalities:
-                x = query.mod[m].X
-                check_finite(x, m)
-                matrices[m] = sparse.csr_matrix(x) if sparse.issparse(x) else np.asarray(x)
-                has[m] = query.obs[indicator_key(m, prefix)].to_numpy().astype(bool)
-            cells = _Cells(obs=query.obs, matrices=matrices, has=has)
-        if indices is None:
-            return cells
-        rows = np.asarray(indices)
-        if rows.dtype == bool:
-            if len(rows) != cells.n_obs:
-                raise ValueError(f"Boolean indices of length {len(rows)} for {cells.n_obs} cells.")
-            rows = np.flatnonzero(rows)
-        rows = rows.astype(np.int64)
-        if rows.size and (rows.min() < -cells.n_obs or rows.max() >= cells.n_obs):
-            raise IndexError(f"indices out of range for {cells.n_obs} cells.")
-        return _Cells(
-            obs=cells.obs.iloc[rows],
-            matrices={m: x[rows] for m, x in cells.matrices.items()},
-            has={m: h[rows] for m, h in cells.has.items()},
-        )
-
-    def _require(self, cells: _Cells, modality: str) -> None:
-        lacking = ~cells.has[modality]
-        if lacking.any():
-            names = cells.obs.index[lacking][:3].tolist()
-            raise ValueError(
-                f"{int(lacking.sum())} of {cells.n_obs} cells (e.g. {names}) were not measured "
-                f"in '{modality}', so they have no '{modality}' embedding. Pass indices of "
-                "cells that have it, use modality='joint', or missing='nan' for NaN rows."
-            )
-
+    # ------------------------------------------------------------------ forward passes
     @torch.inference_mode()
     def _forward_matrix(
         self, x, modality: str, head: Literal["z", "logits"], batch_size: int | None = None
     ) -> np.ndarray:
         """Embedding (or logits) of the rows of ``x``, in minibatches."""
         self.module.eval()
-        bs = batch_size or _INFERENCE_BATCH
+        bs = batch_size or INFERENCE_BATCH
         width = self.module.n_latent if head == "z" else self.module.n_labels
         out = np.empty((x.shape[0], width), dtype=np.float32)
         layer = self.module.embedding_head if head == "z" else self.module.classifier_head
@@ -540,18 +398,11 @@ class MINNET(MuDataSetupMixin, BaseModelClass):
             out[start:stop] = layer(h).float().cpu().numpy()
         return out
 
-    def _per_modality(
-        self, cells: _Cells, modality: str, head: Literal["z", "logits"], batch_size: int | None
-    ) -> np.ndarray:
-        """Rows of all cells (NaN where ``modality`` is missing)."""
-        width = self.module.n_latent if head == "z" else self.module.n_labels
-        out = np.full((cells.n_obs, width), np.nan, dtype=np.float32)
-        rows = np.flatnonzero(cells.has[modality])
-        if rows.size:
-            out[rows] = self._forward_matrix(
-                cells.matrices[modality][rows], modality, head, batch_size
-            )
-        return out
+    def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+        return self._forward_matrix(x, modality, "z", batch_size)
+
+    def _logits_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+        return self._forward_matrix(x, modality, "logits", batch_size)
 
     # ------------------------------------------------------------------ public API
     def get_latent_representation(
@@ -589,23 +440,7 @@ class MINNET(MuDataSetupMixin, BaseModelClass):
         -------
         ``n_cells x n_latent`` float32 array.
         """
-        self._check_modality(modality, joint=True)
-        if missing not in ("raise", "nan"):
-            raise ValueError(f"missing must be 'raise' or 'nan', got {missing!r}.")
-        self._check_if_trained(warn=True)
-        cells = self._cells(mdata, modality, indices)
-        if modality != "joint":
-            if missing == "raise":
-                self._require(cells, modality)
-            return self._per_modality(cells, modality, "z", batch_size)
-        total = np.zeros((cells.n_obs, self.module.n_latent), dtype=np.float64)
-        count = np.zeros(cells.n_obs)
-        for m in self.modalities:
-            z = self._per_modality(cells, m, "z", batch_size)
-            has = cells.has[m]
-            total[has] += z[has]
-            count += has
-        return (total / np.maximum(count, 1)[:, None]).astype(np.float32)
+        return self._latent(mdata, modality, indices, batch_size, missing)
 
     def predict(
         self,
@@ -636,21 +471,9 @@ class MINNET(MuDataSetupMixin, BaseModelClass):
         Labels (object array), or with ``soft`` a DataFrame of probabilities (cells x
         cell types).
         """
-        self._check_modality(modality, joint=True)
-        self._check_if_trained(warn=True)
-        cells = self._cells(mdata, modality, indices)
-        mods = self.modalities if modality == "joint" else [modality]
-        if modality != "joint":
-            self._require(cells, modality)
-        probs = np.zeros((cells.n_obs, len(self.cell_types_)))
-        count = np.zeros(cells.n_obs)
-        for m in mods:
-            logits = self._per_modality(cells, m, "logits", batch_size)
-            has = cells.has[m]
-            p = torch.softmax(torch.as_tensor(logits[has], dtype=torch.float64), dim=-1).numpy()
-            probs[has] += p
-            count += has
-        probs /= np.maximum(count, 1)[:, None]
+        cells, probs = self._class_probabilities(
+            mdata, modality, indices, batch_size, len(self.cell_types_)
+        )
         if soft:
             return pd.DataFrame(probs, index=cells.obs.index, columns=list(self.cell_types_))
         return np.asarray(self.cell_types_, dtype=object)[probs.argmax(axis=1)]
@@ -782,58 +605,14 @@ class MINNET(MuDataSetupMixin, BaseModelClass):
         target features), with ``layers["translated"]`` and
         ``layers["translated_perturbed"]``.
         """
-        if modality is None:
-            raise ValueError(f"Name the perturbed modality= (one of {self.modalities}).")
-        self._check_modality(modality)
-        if target is not None:
-            self._check_modality(target)
-        if features is None:
-            raise ValueError("Name the features= to perturb.")
-        features = [features] if isinstance(features, str) else list(features)
-        if not np.isfinite(factor) or factor < 0:
-            raise ValueError(f"factor must be a finite non-negative number, got {factor}.")
-        var_names = self.adata.mod[modality].var_names
-        cols = var_names.get_indexer(features)
-        if (cols < 0).any():
-            unknown = [f for f, c in zip(features, cols, strict=True) if c < 0]
-            raise KeyError(
-                f"{len(unknown)} features are not among the model's '{modality}' features: "
-                f"{unknown[:5]}."
-            )
-        self._check_if_trained(warn=True)
-        cells = self._cells(mdata, modality, indices)
-        self._require(cells, modality)
-        x = cells.matrices[modality]
-        scale = np.ones(x.shape[1])
-        scale[cols] = factor
-        if sparse.issparse(x):
-            x_pert = sparse.csr_matrix(x @ sparse.diags(scale))
-        else:
-            x_pert = np.asarray(x, dtype=np.float64) * scale
-        z0 = self._forward_matrix(x, modality, "z", batch_size)
-        z1 = self._forward_matrix(x_pert, modality, "z", batch_size)
-        shift = z1 - z0
-        obs = cells.obs.copy()
-        obs["shift_norm"] = np.linalg.norm(shift, axis=1)
-        info = {"modality": modality, "features": features, "factor": float(factor)}
-        if target is None:
-            out = ad.AnnData(
-                X=shift,
-                obs=obs,
-                var=pd.DataFrame(index=[f"latent_{i}" for i in range(shift.shape[1])]),
-            )
-        else:
-            t0 = self._neighbour_mean(z0, target, k, batch_size)
-            t1 = self._neighbour_mean(z1, target, k, batch_size)
-            dense = (lambda a: a.toarray()) if sparse.issparse(t0) else np.asarray
-            out = ad.AnnData(
-                X=dense(t1) - dense(t0),
-                obs=obs,
-                var=pd.DataFrame(index=self.adata.mod[target].var_names.copy()),
-                layers={"translated": t0, "translated_perturbed": t1},
-            )
-            info.update(target=target, k=int(k))
-        out.obsm["X_minnet"] = z0
-        out.obsm["X_minnet_perturbed"] = z1
-        out.uns["minnet_perturb"] = info
-        return out
+        return self._perturb(
+            mdata,
+            modality,
+            features,
+            factor,
+            target,
+            indices,
+            batch_size,
+            translate=lambda z, t: self._neighbour_mean(z, t, k, batch_size),
+            info={"k": int(k)},
+        )

@@ -11,7 +11,7 @@ from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
 from scmint.data import data_key
-from scmint.nn import flexible_margin, flexible_margin_contrastive_loss
+from scmint.nn import SafeBatchNorm1d, flexible_margin, flexible_margin_contrastive_loss
 from scmint.train._siamese import PAIR_KEYS, labels_key
 
 Activation = Literal["tanh", "sigmoid", "relu"]
@@ -25,23 +25,12 @@ class _ModalityEncoder(nn.Module):
         super().__init__()
         self.linear = nn.Linear(n_input, n_hidden)
         self.activation = _ACTIVATIONS[activation]()
-        self.norm = nn.BatchNorm1d(n_hidden)
+        # a minibatch can hold a single cell of one modality: SafeBatchNorm1d then uses
+        # the running statistics
+        self.norm = SafeBatchNorm1d(n_hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.activation(self.linear(x))
-        if self.training and h.shape[0] < 2:
-            # a minibatch can hold a single cell of one modality: use running statistics
-            norm = self.norm
-            return F.batch_norm(
-                h,
-                norm.running_mean,
-                norm.running_var,
-                norm.weight,
-                norm.bias,
-                training=False,
-                eps=norm.eps,
-            )
-        return self.norm(h)
+        return self.norm(self.activation(self.linear(x)))
 
 
 class MINNETModule(BaseModuleClass):
