@@ -1,4 +1,4 @@
-"""Render benchmarks/results.csv into BENCHMARKS.md and benchmarks/figures/*.png.
+"""Render benchmarks/results.csv (and ablations.csv) into BENCHMARKS.md and figures.
 
 Usage::
 
@@ -20,9 +20,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", default=str(HERE / "results.csv"))
     parser.add_argument("--output", default=str(HERE.parent / "BENCHMARKS.md"))
     parser.add_argument("--figures", default=str(HERE / "figures"))
+    parser.add_argument("--ablations", default=str(HERE / "ablations.csv"))
     parser.add_argument("--no-figures", action="store_true")
     args = parser.parse_args(argv)
-    render(args.results, args.output, None if args.no_figures else args.figures)
+    figures = None if args.no_figures else args.figures
+    render(args.results, args.output, figures, ablations=args.ablations)
     print(f"wrote {args.output}")
 
 

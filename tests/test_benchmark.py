@@ -181,6 +181,21 @@ def test_render_markdown_table(tmp_path):
     # hand-written notes survive a re-render
     out.write_text(out.read_text().replace("(none)", "my note"))
     assert "my note" in render(csv, out, figures_dir=None)
+    assert "## Ablations" not in text
+
+
+def test_render_ablation_section(tmp_path):
+    csv, abl = tmp_path / "results.csv", tmp_path / "ablations.csv"
+    append_row(_row("newmodel", foscttm=0.15), csv)
+    full = _row("newmodel", foscttm=0.10, stamp="2026-01-01T00:00:00Z")
+    off = _row("newmodel", foscttm=0.30) | {"params": json.dumps({"cycle_weight": 0.0})}
+    append_row({"variant": "full"} | full, abl)
+    append_row({"variant": "full"} | full | {"foscttm": 0.12}, abl)  # latest of "full"
+    append_row({"variant": "no cycle"} | off, abl)
+    text = render(csv, tmp_path / "B.md", figures_dir=None, ablations=abl)
+    assert "### newmodel on bmmc_cite_starter — P1" in text
+    assert "| full | `{}` | 0.120 |" in text and "| full | `{}` | 0.100 |" not in text
+    assert '| no cycle | `{"cycle_weight": 0.0}` | 0.300 |' in text
 
 
 def test_data_dir_env_override(monkeypatch, tmp_path):

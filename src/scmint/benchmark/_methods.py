@@ -565,8 +565,9 @@ register_method(
 `scmint.model.MINNET` (Siamese network, flexible-margin contrastive loss on RNA kNN-graph
 distances + shared cell-type classifier) trained on the labelled paired reference cells
 with its published defaults (768 hidden, 32-d embedding, M = 10, lambda = 0.5, C = 3,
-Adam lr 1e-4) except where the row's params say otherwise; early stopping on a 20 %
-validation split of the reference. Query cells are embedded one modality at a time.
+Adam lr 1e-4) except where the row's params say otherwise; 20 % of the reference is held
+out for the validation loss, and the run lasts max_epochs. Query cells are embedded one
+modality at a time.
 """,
     unsupported={
         "P2": "MINNET trains on paired, labelled cells; P2 hides the pairing.",

@@ -226,6 +226,7 @@ def render_markdown(
     figures: dict[str, Path] | None = None,
     notes: str | None = None,
     base: Path | None = None,
+    ablations: pd.DataFrame | None = None,
 ) -> str:
     """Markdown of the benchmark results.
 
@@ -239,6 +240,9 @@ def render_markdown(
         Hand-written notes kept between the notes markers.
     base
         Directory of the markdown file (figure links are made relative to it).
+    ablations
+        Rows of ablation runs (``benchmarks/ablations.csv``: a results row plus a
+        ``variant`` column); the latest row per variant is shown.
 
     Returns
     -------
@@ -320,6 +324,8 @@ def render_markdown(
         for key, path in figures.items():
             rel = os.path.relpath(path, base) if base is not None else str(path)
             out += [f"![{key}]({Path(rel).as_posix()})", ""]
+    if ablations is not None and not ablations.empty:
+        out += ablation_section(ablations)
     out += ["## Methods", "", _method_notes(sorted(latest["method"].unique())), ""]
     out += ["## Commands of the runs shown", "", "```bash"] + _commands(latest) + ["```", ""]
     out += [
@@ -331,6 +337,44 @@ def render_markdown(
         "",
     ]
     return "\n".join(out)
+
+
+_ABLATION_COLS = [c for c in _SCORE_COLS if c[0] != "matching_score"] + [
+    ("n_epochs", "epochs"),
+    ("train_time_s", "train s"),
+]
+
+
+def ablation_section(ablations: pd.DataFrame) -> list[str]:
+    """Markdown lines: one table per (method, dataset, protocol), one row per variant."""
+    df = ablations.sort_values("timestamp", kind="stable")
+    df = df.groupby(["method", "dataset", "protocol", "variant"], sort=False).tail(1)
+    out = [
+        "## Ablations",
+        "",
+        "Each row is one run on the same split and seed with one part of the model switched "
+        "off (params: the method's keyword arguments). Regenerate: "
+        "`.venv/bin/python benchmarks/ablation.py --method M --dataset D --protocol P`.",
+        "",
+    ]
+    for (method, dataset, protocol), sub in df.groupby(
+        ["method", "dataset", "protocol"], sort=False
+    ):
+        out += [f"### {method} on {dataset} — {protocol}", ""]
+        rows = []
+        for _, r in sub.iterrows():
+            params = json.loads(r["params"]) if isinstance(r.get("params"), str) else {}
+            switches = {
+                k: v
+                for k, v in params.items()
+                if k not in ("max_epochs", "seed", "use_labels", "use_batch")
+            }
+            rows.append(
+                [str(r["variant"]), f"`{json.dumps(switches)}`"]
+                + [_epochs(r) if c == "n_epochs" else _fmt(r[c]) for c, _ in _ABLATION_COLS]
+            )
+        out += [_table(["variant", "params"] + [h for _, h in _ABLATION_COLS], rows), ""]
+    return out
 
 
 def _existing_notes(path: Path) -> str | None:
@@ -346,6 +390,7 @@ def render(
     results: str | Path,
     output: str | Path,
     figures_dir: str | Path | None = None,
+    ablations: str | Path | None = None,
 ) -> str:
     """Render a results CSV into a markdown file (and figures).
 
@@ -358,6 +403,9 @@ def render(
         ``<!-- notes:end -->`` in an existing file is kept.
     figures_dir
         Where to write the PNG figures; ``None`` for no figures.
+    ablations
+        CSV written by ``benchmarks/ablation.py`` (rows with a ``variant`` column);
+        ``None`` or a missing file: no ablation section.
 
     Returns
     -------
@@ -371,6 +419,11 @@ def render(
     figures = None
     if figures_dir is not None:
         figures = make_figures(latest_rows(df), Path(figures_dir))
-    text = render_markdown(df, figures, notes=_existing_notes(output), base=output.parent)
+    abl = None
+    if ablations is not None and Path(ablations).exists():
+        abl = pd.read_csv(ablations)
+    text = render_markdown(
+        df, figures, notes=_existing_notes(output), base=output.parent, ablations=abl
+    )
     output.write_text(text)
     return text
