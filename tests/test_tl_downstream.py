@@ -1,5 +1,6 @@
 """Downstream tools for any embedding: smoothing, mini-bulks, peak-gene correlation."""
 
+import os
 import warnings
 
 import anndata as ad
@@ -401,3 +402,27 @@ def test_minibulk_snare_sanity(snare):
     assert (
         pd.Series(rna.obs["cell_type"].astype(str).to_numpy()).groupby(assign).nunique() == 1
     ).all()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SCMINT_SLOW_TESTS"),
+    reason="pynndescent JIT-compiles for ~40 s; set SCMINT_SLOW_TESTS=1",
+)
+def test_umap_above_the_exact_neighbour_limit():
+    """>= 4096 cells take the approximate-neighbour path (scanpy's own fails on scipy 1.17)."""
+    from scmint.tl import umap
+    from scmint.tl._embedding import _EXACT_BELOW
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=8.0, size=(3, 16))
+    group = rng.integers(0, 3, size=_EXACT_BELOW + 500)
+    adata = ad.AnnData(obs=pd.DataFrame({"g": group.astype(str)}))
+    adata.obsm["X_emb"] = (centres[group] + rng.normal(size=(len(group), 16))).astype(np.float32)
+    umap(adata, n_neighbors=10)
+    coords = adata.obsm["X_umap"]
+    assert coords.shape == (len(group), 2) and np.isfinite(coords).all()
+    # the three well-separated groups stay apart: nearest other-group centroid is far
+    cent = np.stack([coords[group == g].mean(0) for g in range(3)])
+    spread = max(coords[group == g].std(0).max() for g in range(3))
+    gaps = [np.linalg.norm(cent[a] - cent[b]) for a in range(3) for b in range(a + 1, 3)]
+    assert min(gaps) > 2 * spread

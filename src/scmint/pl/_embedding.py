@@ -6,9 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
-import matplotlib
-
-matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import scanpy as sc  # noqa: E402
 

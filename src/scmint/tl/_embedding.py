@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
+import scipy.sparse as sp
 
 
 def stack_embeddings(
@@ -70,7 +72,46 @@ def umap(
     n_neighbors: int = 15,
     random_state: int = 0,
 ) -> ad.AnnData:
-    """Compute a UMAP of ``obsm[use_rep]`` with scanpy, in place, and return ``adata``."""
-    sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, random_state=random_state)
+    """Compute a UMAP of ``obsm[use_rep]`` with scanpy, in place, and return ``adata``.
+
+    Neighbours are exact below ``_EXACT_BELOW`` cells and from pynndescent above, as in
+    scanpy (whose own pynndescent path fails with scipy >= 1.17's sparse arrays).
+    """
+    transformer = None
+    if adata.n_obs >= _EXACT_BELOW:
+        transformer = _csr_pynndescent(
+            n_neighbors=n_neighbors,
+            random_state=random_state,
+            n_trees=min(64, 5 + round(adata.n_obs**0.5 / 20.0)),
+            n_iters=max(5, round(np.log2(adata.n_obs))),
+        )
+    sc.pp.neighbors(
+        adata,
+        use_rep=use_rep,
+        n_neighbors=n_neighbors,
+        random_state=random_state,
+        transformer=transformer,
+    )
     sc.tl.umap(adata, random_state=random_state)
     return adata
+
+
+_EXACT_BELOW = 4096  # scanpy's own switch from exact to approximate neighbours
+
+
+def _csr_pynndescent(**kwargs: Any) -> Any:
+    """The kNN transformer of pynndescent, returning ``scipy.sparse.csr_matrix``.
+
+    scanpy 1.11 calls ``getnnz`` on the transformer's output, which scipy >= 1.17's
+    ``csr_array`` no longer has.
+    """
+    from pynndescent import PyNNDescentTransformer
+
+    class CsrPyNNDescentTransformer(PyNNDescentTransformer):
+        def transform(self, X: Any, y: Any = None) -> sp.csr_matrix:
+            return sp.csr_matrix(super().transform(X))
+
+        def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> sp.csr_matrix:
+            return sp.csr_matrix(super().fit_transform(X, y, **fit_params))
+
+    return CsrPyNNDescentTransformer(**kwargs)
