@@ -252,9 +252,15 @@ class MuDataSetupMixin:
             unlabeled_category=unlabeled_category,
             count_modalities=count_modalities,
         )
+        fields += cls._extra_fields(mdata)
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         manager.register_fields(mdata, **kwargs)
         cls.register_manager(manager)
+
+    @classmethod
+    def _extra_fields(cls, mdata: md.MuData) -> list[BaseAnnDataField]:
+        """Fields a model registers beyond the shared ones (default none)."""
+        return []
 
     # ------------------------------------------------------------------ helpers
     @property

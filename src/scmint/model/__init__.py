@@ -2,5 +2,6 @@
 
 from .conaae import CONAAE
 from .minnet import MINNET
+from .sccross import SCCROSS
 
-__all__ = ["CONAAE", "MINNET"]
+__all__ = ["CONAAE", "MINNET", "SCCROSS"]

@@ -224,6 +224,19 @@ class MultiModalMixin:
         """Embedding of the rows of ``x`` (registered values of ``modality``)."""
         raise NotImplementedError
 
+    def _embed_pair(
+        self, x, x_perturbed, modality: str, batch_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of the same cells before and after a perturbation.
+
+        Two :meth:`_embed_matrix` calls; models whose encoder input depends on the other
+        cells (e.g. kNN smoothing) override it to embed both with the same neighbours.
+        """
+        return (
+            self._embed_matrix(x, modality, batch_size),
+            self._embed_matrix(x_perturbed, modality, batch_size),
+        )
+
     def _logits_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
         """Classifier logits of the rows of ``x`` (registered values of ``modality``)."""
         raise NotImplementedError
@@ -358,8 +371,7 @@ class MultiModalMixin:
             x_pert = sparse.csr_matrix(x @ sparse.diags(scale))
         else:
             x_pert = np.asarray(x, dtype=np.float64) * scale
-        z0 = self._embed_matrix(x, modality, batch_size)
-        z1 = self._embed_matrix(x_pert, modality, batch_size)
+        z0, z1 = self._embed_pair(x, x_pert, modality, batch_size)
         shift = z1 - z0
         obs = cells.obs.copy()
         obs["shift_norm"] = np.linalg.norm(shift, axis=1)

@@ -6,6 +6,7 @@ from ._adversarial import (
     modality_adversarial_loss,
     modality_targets,
 )
+from ._alignment import gram_alignment_loss, paired_distance_loss
 from ._blocks import (
     MLP,
     FeatureScalerLayer,
@@ -13,11 +14,21 @@ from ._blocks import (
     SafeBatchNorm1d,
     frozen_batch_norm_stats,
 )
+from ._likelihoods import (
+    LIKELIHOODS,
+    BatchLikelihoodDecoder,
+    ZeroInflatedLogNormal,
+)
 from ._losses import flexible_margin, flexible_margin_contrastive_loss
 from ._metric_learning import batch_hard_triplet_loss, mmd_rbf
 
 __all__ = [
+    "LIKELIHOODS",
     "MLP",
+    "BatchLikelihoodDecoder",
+    "ZeroInflatedLogNormal",
+    "gram_alignment_loss",
+    "paired_distance_loss",
     "FeatureScalerLayer",
     "ModalityDiscriminator",
     "SafeBatchNorm1d",

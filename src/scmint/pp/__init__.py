@@ -16,6 +16,7 @@ from ._gene_activity import (
 )
 from ._gene_sets import gene_set_scores, read_gmt
 from ._graph_distance import GraphDistances, build_distance_graph, connectivity_to_distance_graph
+from ._mnn import cross_knn, mnn_correct, mnn_pairs, mnn_prior
 from ._neighbors import knn_graph, knn_indices
 from ._transforms import (
     FeatureScaler,
@@ -41,11 +42,15 @@ __all__ = [
     "align_features",
     "build_distance_graph",
     "connectivity_to_distance_graph",
+    "cross_knn",
     "gene_activity",
     "gene_set_scores",
     "highly_variable",
     "knn_graph",
     "knn_indices",
+    "mnn_correct",
+    "mnn_pairs",
+    "mnn_prior",
     "normalize_log",
     "parse_peak_names",
     "pca",

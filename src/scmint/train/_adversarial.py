@@ -89,6 +89,9 @@ class AdversarialTrainingPlan(LossLoggingMixin, TrainingPlan):
         ``params -> Optimizer`` for the discriminator with ``optimizer="Custom"``.
     order
         ``"generator_first"`` or ``"discriminator_first"`` (see above).
+    n_discriminator_steps
+        Discriminator updates per minibatch (1; scCross / GLUE: 2 before the generator's),
+        each on a fresh inference pass with ``"discriminator_first"``.
     max_grad_norm
         Clip each update's gradient norm to this value (``None``: no clipping).
     reduce_lr_on_plateau
@@ -119,6 +122,7 @@ class AdversarialTrainingPlan(LossLoggingMixin, TrainingPlan):
         ]
         | None = None,
         order: Order = "generator_first",
+        n_discriminator_steps: int = 1,
         max_grad_norm: float | None = None,
         reduce_lr_on_plateau: bool = False,
         lr_scheduler_metric: str = "validation_loss",
@@ -153,6 +157,9 @@ class AdversarialTrainingPlan(LossLoggingMixin, TrainingPlan):
         )
         self.discriminator_optimizer_creator = discriminator_optimizer_creator
         self.order = order
+        if isinstance(n_discriminator_steps, bool) or int(n_discriminator_steps) < 1:
+            raise ValueError(f"n_discriminator_steps must be >= 1, got {n_discriminator_steps!r}.")
+        self.n_discriminator_steps = int(n_discriminator_steps)
         self.max_grad_norm = max_grad_norm
         self.automatic_optimization = False
 
@@ -239,15 +246,17 @@ class AdversarialTrainingPlan(LossLoggingMixin, TrainingPlan):
             self.loss_kwargs.update({"kl_weight": self.kl_weight})
         opt_g, opt_d = self._optimizers()
         if opt_d is not None and self.order == "discriminator_first":
-            inference_outputs = self._no_grad_inference(batch)
             n = _n_obs(batch)
-            self._discriminator_step(batch, inference_outputs, opt_d, n)
+            for _ in range(self.n_discriminator_steps):
+                inference_outputs = self._no_grad_inference(batch)
+                self._discriminator_step(batch, inference_outputs, opt_d, n)
         inference_outputs, _, loss_output = self.forward(batch, loss_kwargs=self.loss_kwargs)
         self._update(opt_g, loss_output.loss)
         self._log_loss_output(loss_output, "train")
         if opt_d is not None and self.order == "generator_first":
             n = int(loss_output.n_obs_minibatch)
-            self._discriminator_step(batch, inference_outputs, opt_d, n)
+            for _ in range(self.n_discriminator_steps):
+                self._discriminator_step(batch, inference_outputs, opt_d, n)
         return loss_output.loss.detach()
 
     def validation_step(self, batch, batch_idx):

@@ -1,0 +1,931 @@
+"""SCCROSS: scCross's VAE-GAN with bidirectional aligners and an MNN prior as a scvi-tools model."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Mapping, Sequence
+from math import ceil, floor
+from typing import Any, Literal
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+import torch
+from scipy import sparse
+from scvi import REGISTRY_KEYS
+from scvi.data.fields import MuDataNumericalObsField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+
+from scmint.data import MuDataSetupMixin
+from scmint.model._base import INFERENCE_BATCH, MultiModalMixin, keep_torch_threads
+from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
+from scmint.pp import FeatureScaler, FittedTransform, LogNormPCA, TfidfLSI, knn_indices
+from scmint.pp._mnn import common_gene_names, mnn_prior
+from scmint.train import AdversarialTrainingPlan
+
+from ._module import FINETUNE, PRETRAIN, SCCROSSModule
+
+Representation = Literal["pca", "lsi", "scaled"]
+REPRESENTATIONS: tuple[str, ...] = ("pca", "lsi", "scaled")
+INDEX_COLUMN = "_scmint_index"
+"""``mdata.obs`` column with each cell's row number (registered as scvi-tools' indices)."""
+PEAK_NAMES = ("atac", "peaks", "peak", "chromatin", "accessibility")
+AUTO_EPOCH_CAP = 1000
+"""Upper bound of the automatic number of epochs per stage."""
+MIN_SHARED_GENES = 50
+"""Shared feature names needed for the automatic MNN prior."""
+
+
+def _auto_epochs(base: int, lr: float, n_batches: int, cap: int = AUTO_EPOCH_CAP) -> int:
+    """ScCross / GLUE's schedule ``max(ceil(base / (lr * batches per epoch)), base)``, capped."""
+    return int(min(max(ceil(base / (lr * max(n_batches, 1))), base), cap))
+
+
+def _as_dense(x) -> np.ndarray:
+    return x.toarray() if sparse.issparse(x) else np.asarray(x)
+
+
+def _merge_histories(first: dict | None, second: dict | None) -> dict:
+    """Concatenate two stages' histories (keys of either; epochs renumbered)."""
+    first, second = first or {}, second or {}
+    n_first = max((len(v) for v in first.values()), default=0)
+    out = {}
+    for key in list(first) + [k for k in second if k not in first]:
+        parts = []
+        if key in first:
+            parts.append(first[key])
+        if key in second:
+            df = second[key].copy()
+            df.index = np.arange(n_first, n_first + len(df))
+            parts.append(df)
+        merged = pd.concat(parts)
+        merged.index.name = "epoch"
+        out[key] = merged
+    return out
+
+
+class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass):
+    """scCross: per-modality VAEs, bidirectional aligners, GANs and a common-gene MNN prior.
+
+    The model of Yang et al. (scCross) for two or more modalities measured in the same
+    cells, in different cells, or a mosaic of both, with cross-modal generation,
+    multi-omics simulation and in-silico perturbation. Each modality ``k`` has a VAE
+    from a reduced input (PCA of log-normalised counts for RNA, LSI for ATAC, stored
+    :mod:`scmint.pp` transforms, optionally smoothed over a kNN graph of the cells:
+    the published "GCN") to its own latent space ``u_k``, with a decoder in the
+    modality's original features (negative binomial by default; ZINB, zero-inflated
+    log-normal, Normal, Bernoulli) using the library size from the counts and
+    batch-specific scale, bias and dispersion. Linear Gaussian aligners map every
+    ``u_k`` into one joint space ``z`` and back. A modality discriminator ``D_z`` on ``z``
+    and per-modality discriminators of real versus generated profiles are trained
+    against the VAEs; a common-gene MNN prior (cells of every modality on the genes they
+    share, MNN-corrected onto each other and reduced by PCA:
+    :func:`scmint.pp.mnn_prior`) anchors the alignment through a Gram-matrix loss.
+    See :class:`~scmint.model.sccross.SCCROSSModule` for the losses.
+
+    Training runs scCross's two stages (:meth:`train`): the per-modality VAEs (with the
+    prior), then everything with the aligners and adversaries (two discriminator updates
+    per generator update), with RMSprop without momentum, on
+    :class:`scmint.train.AdversarialTrainingPlan`.
+
+    **Known pairs.** The published model ignores them. ``pairing_weight > 0`` pulls the
+    joint embeddings of cells measured in several modalities together (off by default).
+
+    Parameters
+    ----------
+    mdata
+        Padded MuData registered with :meth:`setup_mudata` (two or more modalities,
+        raw counts for count likelihoods).
+    n_latent
+        Dimension of ``u_k`` and ``z`` (50).
+    n_hidden, n_layers, dropout
+        Encoder blocks ``Linear -> LeakyReLU(0.2) -> BatchNorm -> Dropout`` (256, 2, 0.2).
+    likelihood
+        ``"nb"`` (default), ``"zinb"``, ``"ziln"``, ``"normal"`` or ``"bernoulli"``; one
+        value or ``{modality: value}``. ``"nb"`` / ``"zinb"`` need integer counts.
+    representation
+        Encoder input per modality: ``"pca"`` (:class:`~scmint.pp.LogNormPCA`), ``"lsi"``
+        (:class:`~scmint.pp.TfidfLSI`) or ``"scaled"`` (:class:`~scmint.pp.FeatureScaler`,
+        standardised features). Default: ``"lsi"`` for modalities named like peaks
+        (``atac``, ``peaks``, ...), ``"scaled"`` for non-count likelihoods, else ``"pca"``.
+    n_components
+        Components of the PCA / LSI (100, as published; fewer on small data).
+    smoothing_neighbors
+        Average each cell's reduced input with its ``k`` nearest neighbours (20, the
+        published GCN; 0: off). New cells are smoothed over their own kNN graph.
+    gene_matrices
+        ``{modality: AnnData}`` of gene-centric counts (cells x genes; e.g. ATAC gene
+        activity from :func:`scmint.pp.gene_activity`) for the MNN prior, with the
+        modality's measured cells as ``obs_names``. Modalities not named use their own
+        features. Default: the prior uses the modalities' own features when at least
+        two modalities share >= 50 feature names; otherwise there is no prior (with a
+        warning) and alignment rests on the adversaries alone.
+    prior_components, prior_neighbors, prior_top_genes
+        Dimension (50), MNN neighbours (20) and shared genes (2,000) of the prior.
+    cells_per_metacell
+        Compute the prior on k-means metacells of about this many cells (scCross's
+        atlas mode); ``None`` (default): on cells.
+    kl_weight
+        Weight of ``KL(q(u) || N(0, I))`` (1).
+    z_kl_weight
+        Weight of ``KL(q(z | u_k) || q(u_k))`` in stage 2 (0.04, as published).
+    gan_weight
+        ``lambda_GAN`` (0.05): weight of the discriminators.
+    mnn_weight
+        ``lambda_MNN`` (0.04): weight of the Gram-matrix prior loss in stage 2.
+    pretrain_mnn_weight
+        Weight of the prior loss in stage 1 (0.04; the published code uses 1e-4 on raw
+        dot products, here similarities are cosines).
+    pairing_weight
+        Weight of the distance between joint embeddings of known pairs (0: off).
+    modality_weights
+        ``{modality: w_k}`` weights of the per-modality terms (default 1).
+
+    Examples
+    --------
+    >>> mdata = scmint.data.pad_mudata(mdata)
+    >>> scmint.model.SCCROSS.setup_mudata(mdata, batch_key="batch")
+    >>> model = scmint.model.SCCROSS(mdata, gene_matrices={"atac": activity})
+    >>> model.train()
+    >>> z = model.get_latent_representation(modality="joint")
+    >>> atac = model.translate(source="rna", target="atac", indices=rna_cells)
+    >>> sim = model.simulate("cell_type", "B cell", n_cells=500)
+    """
+
+    _module_cls = SCCROSSModule
+    _training_plan_cls = AdversarialTrainingPlan
+    _latent_key = "X_sccross"
+    _count_modalities_default = "all"
+
+    def __init__(
+        self,
+        mdata: md.MuData,
+        n_latent: int = 50,
+        n_hidden: int = 256,
+        n_layers: int = 2,
+        dropout: float = 0.2,
+        likelihood: str | Mapping[str, str] = "nb",
+        representation: Representation | Mapping[str, Representation] | None = None,
+        n_components: int = 100,
+        smoothing_neighbors: int = 20,
+        gene_matrices: Mapping[str, ad.AnnData] | None = None,
+        prior_components: int = 50,
+        prior_neighbors: int = 20,
+        prior_top_genes: int = 2000,
+        cells_per_metacell: int | None = None,
+        kl_weight: float = 1.0,
+        z_kl_weight: float = 0.04,
+        gan_weight: float = 0.05,
+        mnn_weight: float = 0.04,
+        pretrain_mnn_weight: float = 0.04,
+        pairing_weight: float = 0.0,
+        modality_weights: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__(mdata)
+        mods = self.modalities
+        for name, value in (("n_latent", n_latent), ("n_hidden", n_hidden), ("n_layers", n_layers)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if isinstance(smoothing_neighbors, bool) or smoothing_neighbors < 0:
+            raise ValueError(f"smoothing_neighbors must be >= 0, got {smoothing_neighbors!r}.")
+        for name, value in (
+            ("kl_weight", kl_weight),
+            ("z_kl_weight", z_kl_weight),
+            ("gan_weight", gan_weight),
+            ("mnn_weight", mnn_weight),
+            ("pretrain_mnn_weight", pretrain_mnn_weight),
+            ("pairing_weight", pairing_weight),
+        ):
+            if isinstance(value, bool) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+        likelihoods = self._per_modality_option("likelihood", likelihood, LIKELIHOODS)
+        counted = [m for m in mods if likelihoods[m] in COUNT_LIKELIHOODS]
+        self._check_count_modalities(counted)
+        reps = self._representations(representation, likelihoods)
+        self.likelihoods_ = likelihoods
+        self.representations_ = reps
+        self.smoothing_neighbors = int(smoothing_neighbors)
+        self.transforms_ = self._fit_transforms(reps, int(n_components))
+        self.library_mean_ = {
+            m: float(np.asarray(self._registered(m)[self._registered_mask(m)].sum(axis=1)).mean())
+            for m in mods
+        }
+        prior_kwargs = {
+            "n_comps": prior_components,
+            "n_neighbors": prior_neighbors,
+            "n_top_genes": prior_top_genes,
+            "cells_per_metacell": cells_per_metacell,
+        }
+        self.prior_, self.prior_info_ = self._compute_prior(gene_matrices, prior_kwargs)
+        n_batch = self.summary_stats.n_batch
+        self.module = self._module_cls(
+            modalities=mods,
+            n_input=[self.transforms_[m].n_output_ for m in mods],
+            n_features=[self.adata.mod[m].n_vars for m in mods],
+            likelihoods=likelihoods,
+            n_batch=n_batch,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            dropout=dropout,
+            n_prior=prior_components,
+            kl_weight=kl_weight,
+            z_kl_weight=z_kl_weight,
+            gan_weight=gan_weight,
+            mnn_weight=mnn_weight,
+            pretrain_mnn_weight=pretrain_mnn_weight,
+            pairing_weight=pairing_weight,
+            modality_weights=modality_weights,
+        )
+        inputs = ", ".join(
+            f"{m} ({self.adata.mod[m].n_vars} features, {reps[m]} "
+            f"{self.transforms_[m].n_output_}, {likelihoods[m]})"
+            for m in mods
+        )
+        prior = "none" if self.prior_ is None else f"MNN prior {prior_components}-d"
+        self._model_summary_string = (
+            f"SCCROSS: {inputs}; n_latent={n_latent}, {n_batch} batches, {prior}; "
+            f"lambda_GAN={gan_weight:g}, lambda_MNN={mnn_weight:g}, pairing={pairing_weight:g}."
+        )
+        self.init_params_ = self._get_init_params(locals())
+        # gene_matrices only serve the prior (saved as prior_); keep them out of save files
+        self.init_params_["non_kwargs"]["gene_matrices"] = None
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def setup_anndata(cls, *args: Any, **kwargs: Any) -> None:
+        """Not supported: SCCROSS reads a padded MuData, see :meth:`setup_mudata`."""
+        raise TypeError(
+            "SCCROSS integrates several modalities: register a padded MuData with "
+            "SCCROSS.setup_mudata(scmint.data.pad_mudata(mdata), batch_key=...)."
+        )
+
+    @classmethod
+    def _extra_fields(cls, mdata: md.MuData) -> list:
+        """Register each cell's row number, to look up its reduced input and prior."""
+        mdata.obs[INDEX_COLUMN] = np.arange(mdata.n_obs, dtype=np.int64)
+        return [MuDataNumericalObsField(REGISTRY_KEYS.INDICES_KEY, INDEX_COLUMN, mod_key=None)]
+
+    def _per_modality_option(self, name: str, value, allowed: Sequence[str]) -> dict[str, str]:
+        mods = self.modalities
+        if isinstance(value, Mapping):
+            unknown = [m for m in value if m not in mods]
+            if unknown:
+                raise KeyError(f"{name} names modalities {unknown} that are not among {mods}.")
+            out = {m: value.get(m, "nb") for m in mods}
+        else:
+            out = dict.fromkeys(mods, value)
+        bad = {m: v for m, v in out.items() if v not in allowed}
+        if bad:
+            raise ValueError(f"Unknown {name} {bad}; choose from {allowed}.")
+        return out
+
+    def _representations(self, representation, likelihoods: Mapping[str, str]) -> dict[str, str]:
+        mods = self.modalities
+        given = dict(representation) if isinstance(representation, Mapping) else {}
+        unknown = [m for m in given if m not in mods]
+        if unknown:
+            raise KeyError(f"representation names modalities {unknown} not among {mods}.")
+        reps = {}
+        for m in mods:
+            if isinstance(representation, str):
+                reps[m] = representation
+            elif m in given:
+                reps[m] = given[m]
+            elif likelihoods[m] not in COUNT_LIKELIHOODS:
+                reps[m] = "scaled"
+            elif m.lower() in PEAK_NAMES:
+                reps[m] = "lsi"
+            else:
+                reps[m] = "pca"
+        bad = {m: r for m, r in reps.items() if r not in REPRESENTATIONS}
+        if bad:
+            raise ValueError(f"Unknown representation {bad}; choose from {REPRESENTATIONS}.")
+        wrong = [
+            m for m in mods if reps[m] in ("pca", "lsi") and likelihoods[m] not in COUNT_LIKELIHOODS
+        ]
+        if wrong:
+            raise ValueError(
+                f"representation 'pca'/'lsi' reads counts, but modalities {wrong} have a "
+                "non-count likelihood; use representation='scaled' for them."
+            )
+        return reps
+
+    def _fit_transforms(
+        self, reps: Mapping[str, str], n_components: int
+    ) -> dict[str, FittedTransform]:
+        transforms = {}
+        with keep_torch_threads(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            for m in self.modalities:
+                rows = np.flatnonzero(self._registered_mask(m))
+                if reps[m] == "pca":
+                    t = LogNormPCA(n_comps=n_components, n_top_genes=2000)
+                elif reps[m] == "lsi":
+                    t = TfidfLSI(n_comps=n_components + 1, drop_component="first")
+                else:
+                    t = FeatureScaler(max_value=10.0)
+                transforms[m] = t.fit(
+                    self._registered(m)[rows], feature_names=self.adata.mod[m].var_names
+                )
+        return transforms
+
+    # ------------------------------------------------------------------ MNN prior
+    def _compute_prior(
+        self, gene_matrices: Mapping[str, ad.AnnData] | None, kwargs: dict
+    ) -> tuple[dict[str, np.ndarray] | None, dict]:
+        mods = self.modalities
+        given = dict(gene_matrices or {})
+        unknown = [m for m in given if m not in mods]
+        if unknown:
+            raise KeyError(f"gene_matrices names modalities {unknown} not among {mods}.")
+        matrices = {}
+        for m in mods:
+            rows = np.flatnonzero(self._registered_mask(m))
+            names = self.adata.obs_names[rows]
+            if m in given:
+                g = given[m]
+                if not isinstance(g, ad.AnnData):
+                    raise TypeError(f"gene_matrices['{m}'] must be an AnnData (cells x genes).")
+                pos = pd.Index(g.obs_names).get_indexer(names)
+                if (pos < 0).any():
+                    raise ValueError(
+                        f"gene_matrices['{m}'] lacks {int((pos < 0).sum())} of the {len(rows)} "
+                        f"cells measured in '{m}' (matched by obs_names, e.g. "
+                        f"{list(names[pos < 0][:3])})."
+                    )
+                matrices[m] = g[pos]
+            elif self.likelihoods_[m] in COUNT_LIKELIHOODS:
+                x = self._registered(m)[rows]
+                matrices[m] = ad.AnnData(
+                    X=sparse.csr_matrix(x), var=pd.DataFrame(index=self.adata.mod[m].var_names)
+                )
+        usable = self._prior_modalities(matrices, explicit=bool(given))
+        if usable is None:
+            return None, {}
+        with keep_torch_threads():
+            prior, info = mnn_prior({m: matrices[m] for m in usable}, **kwargs)
+        out = {}
+        for m in mods:
+            table = np.zeros((self.adata.n_obs, kwargs["n_comps"]), dtype=np.float32)
+            if m in prior:
+                table[self._registered_mask(m)] = prior[m]
+            out[m] = table
+        info["modalities"] = usable
+        return out, info
+
+    def _prior_modalities(self, matrices: Mapping[str, ad.AnnData], explicit: bool) -> list | None:
+        """Modalities whose gene-centric matrices share enough genes (or ``None``)."""
+        names = list(matrices)
+        if len(names) >= 2:
+            shared = common_gene_names([matrices[m].var_names for m in names])
+            if len(shared) >= MIN_SHARED_GENES:
+                return names
+        if explicit:
+            raise ValueError(
+                f"The gene-centric matrices of {names} share fewer than {MIN_SHARED_GENES} "
+                "genes; the MNN prior needs the same gene names in every modality."
+            )
+        warnings.warn(
+            "SCCROSS found no two modalities sharing gene names, so it runs without the "
+            "common-gene MNN prior and aligns by the adversaries alone. Pass gene_matrices= "
+            "(e.g. {'atac': scmint.pp.gene_activity(atac, genes=...)}) to use the prior.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return None
+
+    # ------------------------------------------------------------------ encoder inputs
+    def _smoothing_graph(self, rep: np.ndarray) -> sparse.csr_matrix | None:
+        """Row-normalised kNN graph with self-loops (scCross's GCN smoothing)."""
+        k = min(self.smoothing_neighbors, rep.shape[0] - 1)
+        if k < 1:
+            return None
+        with keep_torch_threads():
+            idx, _ = knn_indices(rep, n_neighbors=k)
+        n = rep.shape[0]
+        rows = np.repeat(np.arange(n), k + 1)
+        cols = np.hstack([np.arange(n)[:, None], idx]).ravel()
+        vals = np.full(rows.size, 1.0 / (k + 1), dtype=np.float32)
+        return sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
+
+    def _reduce(self, x, modality: str) -> np.ndarray:
+        """The stored training transform of ``modality`` applied to rows ``x``."""
+        with keep_torch_threads():
+            return self.transforms_[modality].transform(x).astype(np.float32)
+
+    def _encoder_inputs(self, x, modality: str, graph=None) -> np.ndarray:
+        """Reduced (and smoothed) encoder inputs of the rows of ``x`` (registered values)."""
+        rep = self._reduce(x, modality)
+        if self.smoothing_neighbors > 0:
+            graph = self._smoothing_graph(rep) if graph is None else graph
+            if graph is not None:
+                rep = np.asarray(graph @ rep, dtype=np.float32)
+        return rep
+
+    def _install_tables(self) -> None:
+        """Put the encoder inputs (and prior) of every registered cell on the module."""
+        inputs = {}
+        for m in self.modalities:
+            rows = np.flatnonzero(self._registered_mask(m))
+            table = np.zeros((self.adata.n_obs, self.transforms_[m].n_output_), dtype=np.float32)
+            table[rows] = self._encoder_inputs(self._registered(m)[rows], m)
+            inputs[m] = table
+        self.module.set_tables(inputs, self.prior_)
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        max_epochs: int | None = None,
+        pretrain_epochs: int | None = None,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float | None = None,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        early_stopping: bool = True,
+        early_stopping_patience: int | None = None,
+        datasplitter_kwargs: dict | None = None,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs: Any,
+    ):
+        """Train in scCross's two stages: the VAEs, then aligners and adversaries.
+
+        Stage 1 trains every modality's VAE (with the prior's Gram term); stage 2
+        trains everything with the aligners, ``D_z`` and the data discriminators (two
+        discriminator updates, then one generator update per minibatch). Both use
+        RMSprop without momentum (:class:`scmint.train.AdversarialTrainingPlan` with a
+        custom optimiser), scvi-tools' data splitter, progress bar and early stopping.
+        ``model.history`` holds both stages (stage 2 after stage 1's epochs).
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs of stage 2. Default: scCross's ``max(ceil(48 / (lr * n_batches)), 48)``
+            with ``n_batches`` minibatches per epoch, capped at 1,000.
+        pretrain_epochs
+            Epochs of stage 1 (default: as ``max_epochs``; 0 skips stage 1).
+        lr
+            RMSprop learning rate of both stages (1e-3).
+        batch_size
+            Cells per minibatch (128).
+        accelerator, devices
+            Lightning accelerator and devices.
+        train_size, validation_size, shuffle_set_split
+            As in scvi-tools (default 90% training cells).
+        early_stopping
+            Stop a stage when its validation objective (stage 1: ``validation_loss``;
+            stage 2: ``vae_loss_validation``) stops improving.
+        early_stopping_patience
+            Default: scCross's ``max(ceil(4 / (lr * n_batches)), 4)``.
+        datasplitter_kwargs
+            Passed to :class:`~scvi.dataloaders.DataSplitter`.
+        plan_kwargs
+            Passed to :class:`~scmint.train.AdversarialTrainingPlan` (e.g.
+            ``reduce_lr_on_plateau``, ``max_grad_norm``).
+        **trainer_kwargs
+            Passed to :class:`~scvi.train.Trainer`.
+        """
+        if not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive number, got {lr!r}.")
+        n = self.adata.n_obs
+        size = 0.9 if train_size is None else train_size
+        if not 0.0 < size <= 1.0:
+            raise ValueError(f"train_size must be in (0, 1], got {train_size}.")
+        n_val = n - ceil(size * n) if validation_size is None else floor(validation_size * n)
+        if early_stopping and n_val < 1:
+            raise ValueError(
+                "early_stopping watches validation losses, which need validation cells; "
+                f"train_size={train_size} leaves none of the {n} cells. Lower train_size or "
+                "pass early_stopping=False."
+            )
+        n_batches = ceil((n - n_val) / batch_size)
+        max_epochs = _auto_epochs(48, lr, n_batches) if max_epochs is None else int(max_epochs)
+        pretrain = max_epochs if pretrain_epochs is None else int(pretrain_epochs)
+        patience = (
+            _auto_epochs(4, lr, n_batches)
+            if early_stopping_patience is None
+            else early_stopping_patience
+        )
+        if n_val > 0:
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        self._install_tables()
+        optimizer = functools.partial(torch.optim.RMSprop, lr=lr, momentum=0.0)
+        plan = {
+            "optimizer": "Custom",
+            "optimizer_creator": optimizer,
+            "order": "discriminator_first",
+            **(plan_kwargs or {}),
+        }
+        common = {
+            "accelerator": accelerator,
+            "devices": devices,
+            "train_size": train_size,
+            "validation_size": validation_size,
+            "shuffle_set_split": shuffle_set_split,
+            "batch_size": batch_size,
+            "early_stopping": early_stopping,
+            "datasplitter_kwargs": datasplitter_kwargs,
+        }
+        history = None
+        if pretrain > 0:
+            self.module.stage = PRETRAIN
+            self.module.train()
+            super().train(
+                max_epochs=pretrain,
+                plan_kwargs=plan,
+                early_stopping_monitor="validation_loss",
+                early_stopping_patience=patience,
+                **common,
+                **trainer_kwargs,
+            )
+            history = self.history_
+            self.is_trained_ = False  # so that stage 2 starts a fresh history
+        self.module.stage = FINETUNE
+        if max_epochs > 0:
+            self.module.train()
+            super().train(
+                max_epochs=max_epochs,
+                plan_kwargs={"n_discriminator_steps": 2, **plan},
+                early_stopping_monitor="vae_loss_validation",
+                early_stopping_patience=patience,
+                **common,
+                **trainer_kwargs,
+            )
+            self.history_ = _merge_histories(history, self.history_)
+        self.is_trained_ = True
+        self.module.eval()
+        return None
+
+    # ------------------------------------------------------------------ forward passes
+    @torch.inference_mode()
+    def _encode_inputs(
+        self, h: np.ndarray, modality: str, batch_size: int | None, space: str = "z"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Means and standard deviations of ``z`` (or ``u``) of encoder inputs ``h``."""
+        self.module.eval()
+        bs = batch_size or INFERENCE_BATCH
+        width = self.module.n_latent
+        loc = np.empty((h.shape[0], width), dtype=np.float32)
+        scale = np.empty_like(loc)
+        for start in range(0, h.shape[0], bs):
+            block = torch.as_tensor(h[start : start + bs], device=self.device)
+            qu = self.module.encode(block, modality)
+            dist = qu if space == "u" else self.module.joint(qu.loc, modality)
+            loc[start : start + bs] = dist.loc.float().cpu().numpy()
+            scale[start : start + bs] = dist.scale.float().cpu().numpy()
+        return loc, scale
+
+    def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+        return self._encode_inputs(self._encoder_inputs(x, modality), modality, batch_size)[0]
+
+    def _embed_pair(self, x, x_perturbed, modality: str, batch_size: int | None = None):
+        rep = self._reduce(x, modality)
+        graph = self._smoothing_graph(rep) if self.smoothing_neighbors > 0 else None
+        z0 = self._embed_matrix_with(rep, modality, graph, batch_size)
+        z1 = self._embed_matrix_with(
+            self._reduce(x_perturbed, modality), modality, graph, batch_size
+        )
+        return z0, z1
+
+    def _embed_matrix_with(self, rep, modality, graph, batch_size) -> np.ndarray:
+        h = rep if graph is None else np.asarray(graph @ rep, dtype=np.float32)
+        return self._encode_inputs(h, modality, batch_size)[0]
+
+    def _batch_code(self, batch: str | int | None) -> int:
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+        names = [str(c) for c in state.categorical_mapping]
+        if batch is None:
+            return 0
+        if isinstance(batch, int | np.integer) and not isinstance(batch, bool):
+            if not 0 <= batch < len(names):
+                raise IndexError(f"batch {batch} out of range for {len(names)} batches.")
+            return int(batch)
+        if str(batch) not in names:
+            raise KeyError(f"Unknown batch {batch!r}; the registered batches are {names}.")
+        return names.index(str(batch))
+
+    def _library(self, library, target: str, n: int) -> np.ndarray:
+        if isinstance(library, str):
+            if library != "mean":
+                raise ValueError(f"library must be 'mean', a number or an array, got {library!r}.")
+            return np.full(n, self.library_mean_[target], dtype=np.float32)
+        lib = np.broadcast_to(np.asarray(library, dtype=np.float32), (n,)).copy()
+        if not np.all(np.isfinite(lib)) or (lib <= 0).any():
+            raise ValueError("library sizes must be positive and finite.")
+        return lib
+
+    @torch.inference_mode()
+    def _decode_z(
+        self,
+        z: np.ndarray,
+        target: str,
+        sample: bool = False,
+        library: str | float | np.ndarray = "mean",
+        batch: str | int | None = None,
+        batch_size: int | None = None,
+        sample_aligner: bool = False,
+    ) -> np.ndarray:
+        """``target`` profiles decoded from joint codes ``z`` (means or samples)."""
+        self.module.eval()
+        n = z.shape[0]
+        lib = self._library(library, target, n)
+        code = self._batch_code(batch)
+        bs = batch_size or INFERENCE_BATCH
+        out = np.empty((n, self.adata.mod[target].n_vars), dtype=np.float32)
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            zb = torch.as_tensor(z[start:stop], dtype=torch.float32, device=self.device)
+            pu = self.module.unjoint(zb, target)
+            u = pu.sample() if sample_aligner else pu.loc
+            b = torch.full((stop - start,), code, dtype=torch.long, device=self.device)
+            lb = torch.as_tensor(lib[start:stop, None], device=self.device)
+            px = self.module.decode(u, target, b, lb)
+            x = px.sample() if sample else px.mean
+            out[start:stop] = x.float().cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------ public API
+    def get_latent_representation(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str = "joint",
+        indices: Sequence[int] | np.ndarray | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+        missing: Literal["raise", "nan"] = "raise",
+    ) -> np.ndarray:
+        """Joint-space codes ``z`` of cells, from one modality or jointly.
+
+        Parameters
+        ----------
+        mdata
+            None (the registered data), a padded MuData, a MuData holding some of the
+            model's modalities, or an AnnData of one modality (then ``modality`` names
+            it). Features are matched to the reference by name; new cells go through the
+            stored training transforms and are smoothed over their own kNN graph.
+        modality
+            A modality name: each cell's ``z`` mean from that modality. ``"joint"``: the
+            mean over the modalities each cell was measured in.
+        indices
+            Positions of the cells (default all).
+        give_mean
+            Means (the only option; accepted for scvi-tools compatibility).
+        batch_size
+            Cells per forward pass.
+        missing
+            For a modality some cells lack: ``"raise"`` (default) or ``"nan"``.
+
+        Returns
+        -------
+        ``n_cells x n_latent`` float32 array.
+        """
+        return self._latent(mdata, modality, indices, batch_size, missing)
+
+    def translate(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        source: str | None = None,
+        target: str | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        sample: bool = False,
+        library: str | float | np.ndarray = "mean",
+        batch: str | int | None = None,
+        batch_size: int | None = None,
+    ) -> ad.AnnData:
+        """Cross-modal generation: ``target`` profiles of cells measured in ``source``.
+
+        ``x_source -> u_source -> z -> u_target -> p(x_target)``; ``source == target``
+        gives scCross's self-augmentation (reconstruction through the joint space).
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation` (an AnnData is of ``source``).
+        source, target
+            Modalities; the cells must have ``source``.
+        indices
+            Positions of the cells (default all).
+        sample
+            Draw from the likelihood (counts for NB / ZINB) instead of returning its mean.
+        library
+            Library size of the generated profiles (count likelihoods): ``"mean"`` (the
+            target's mean over training cells, as published), a number, or one per cell.
+        batch
+            Batch (name or code) whose scale, bias and dispersion are used (default the
+            first, as published).
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        AnnData of the cells in ``target``'s features (dense float32) with the joint
+        codes in ``obsm["X_sccross"]``.
+        """
+        if source is None or target is None:
+            raise ValueError(f"Name source= and target= modalities (of {self.modalities}).")
+        self._check_modality(source)
+        self._check_modality(target)
+        self._check_if_trained(warn=True)
+        cells = self._cells(mdata, source, indices)
+        self._require(cells, source)
+        z = self._embed_matrix(cells.matrices[source], source, batch_size)
+        x = self._decode_z(z, target, sample, library, batch, batch_size)
+        out = ad.AnnData(
+            X=x,
+            obs=cells.obs.copy(),
+            var=pd.DataFrame(index=self.adata.mod[target].var_names.copy()),
+        )
+        out.obsm[self._latent_key] = z
+        out.uns["sccross_translate"] = {"source": source, "target": target, "sample": sample}
+        return out
+
+    def simulate(
+        self,
+        obs_key: str,
+        value: Any,
+        n_cells: int | None = None,
+        fold: float = 1.0,
+        modalities: Sequence[str] | None = None,
+        sample: bool = True,
+        library: str | float = "observed",
+        batch: str | int | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+    ) -> md.MuData:
+        """Simulate matched multi-omics cells of one cell state.
+
+        scCross's simulation: the registered cells with ``obs[obs_key] == value`` are
+        encoded into the joint space from every modality they have; per modality the
+        mean of their ``z`` means and the mean of their ``z`` standard deviations are
+        taken, and averaged over the modalities. New codes are drawn from that Gaussian
+        and every modality is decoded from the same code, so the cells are paired.
+
+        Parameters
+        ----------
+        obs_key
+            Column of the registered ``mdata.obs`` (e.g. ``"cell_type"``).
+        value
+            The state (a value of that column).
+        n_cells
+            Number of cells; default ``fold`` times the number of registered cells in
+            the state.
+        fold
+            Multiple of the state's cell count when ``n_cells`` is not given (1).
+        modalities
+            Modalities to generate (default all).
+        sample
+            Draw counts from the likelihood (default) instead of means.
+        library
+            ``"observed"`` (library sizes resampled from the state's cells of each
+            modality), ``"mean"`` (the state's mean) or a number.
+        batch
+            Batch (name or code) of the decoders (default the first).
+        seed
+            Seed of the latent codes, libraries and counts.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        Paired MuData (every modality holds every simulated cell, same ``obs_names``)
+        with ``obs[obs_key] = value``, the codes in ``obsm["X_sccross"]`` and the
+        settings in ``uns["sccross_simulation"]``.
+        """
+        self._check_if_trained(warn=True)
+        obs = self.adata.obs
+        if obs_key not in obs.columns:
+            raise KeyError(f"'{obs_key}' is not a column of the registered mdata.obs.")
+        in_state = (obs[obs_key].astype(object) == value).to_numpy()
+        if not in_state.any():
+            values = pd.unique(obs[obs_key].astype(object))[:10].tolist()
+            raise ValueError(f"No registered cell has {obs_key} == {value!r} (e.g. {values}).")
+        mods = list(self.modalities if modalities is None else modalities)
+        for m in mods:
+            self._check_modality(m)
+        if n_cells is None:
+            if not (np.isfinite(fold) and fold > 0):
+                raise ValueError(f"fold must be a positive number, got {fold!r}.")
+            n_cells = max(1, round(fold * int(in_state.sum())))
+        if isinstance(n_cells, bool) or int(n_cells) < 1:
+            raise ValueError(f"n_cells must be a positive integer, got {n_cells!r}.")
+        n_cells = int(n_cells)
+        locs, scales, libs = [], [], {}
+        for m in self.modalities:
+            rows = np.flatnonzero(in_state & self._registered_mask(m))
+            if rows.size == 0:
+                continue
+            x = self._registered(m)
+            all_rows = np.flatnonzero(self._registered_mask(m))
+            h = self._encoder_inputs(x[all_rows], m)[np.searchsorted(all_rows, rows)]
+            loc, scale = self._encode_inputs(h, m, batch_size)
+            locs.append(loc.mean(axis=0))
+            scales.append(scale.mean(axis=0))
+            libs[m] = np.asarray(x[rows].sum(axis=1)).ravel()
+        mean, std = np.mean(locs, axis=0), np.mean(scales, axis=0)
+        rng = np.random.default_rng(seed)
+        z = (mean + std * rng.standard_normal((n_cells, mean.size))).astype(np.float32)
+        torch.manual_seed(seed)
+        names = pd.Index([f"sim{i:05d}" for i in range(n_cells)])
+        obs_sim = pd.DataFrame({obs_key: pd.Categorical([value] * n_cells)}, index=names)
+        adatas = {}
+        for m in mods:
+            observed = libs.get(m, np.asarray([self.library_mean_[m]]))
+            if isinstance(library, str) and library == "observed":
+                lib = rng.choice(observed, size=n_cells)
+            elif isinstance(library, str) and library == "mean":
+                lib = np.full(n_cells, observed.mean())
+            else:
+                lib = library
+            if self.likelihoods_[m] in COUNT_LIKELIHOODS:
+                lib = np.maximum(np.asarray(lib, dtype=np.float32), 1.0)
+            else:
+                lib = 1.0
+            x = self._decode_z(z, m, sample, lib, batch, batch_size)
+            adatas[m] = ad.AnnData(
+                X=sparse.csr_matrix(x),
+                obs=obs_sim.copy(),
+                var=pd.DataFrame(index=self.adata.mod[m].var_names.copy()),
+            )
+        with md.set_options(pull_on_update=False):
+            out = md.MuData(adatas)
+            out.obs[obs_key] = obs_sim[obs_key].to_numpy()
+        out.obsm[self._latent_key] = z
+        out.uns["sccross_simulation"] = {
+            "obs_key": obs_key,
+            "value": str(value),
+            "n_cells": n_cells,
+            "n_reference_cells": int(in_state.sum()),
+            "sample": sample,
+            "seed": seed,
+        }
+        return out
+
+    def perturb(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str | None = None,
+        features: Sequence[str] | str | None = None,
+        factor: float = 1.5,
+        target: str | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        library: str | float | np.ndarray = "mean",
+        batch: str | int | None = None,
+        batch_size: int | None = None,
+    ) -> ad.AnnData:
+        """In-silico perturbation: scale features in count space and re-embed.
+
+        The counts of ``features`` of ``modality`` are multiplied by ``factor`` (scCross:
+        1.5 up, 0.5 down); the perturbed cells are projected with the transforms stored
+        at training time (never refitted) and smoothed over the same kNN graph as the
+        unperturbed cells, then encoded into the joint space.
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation` (an AnnData is of ``modality``).
+        modality
+            Modality whose features are perturbed; the cells must have it.
+        features
+            Feature names of ``modality``.
+        factor
+            Multiplier of the counts (1.5).
+        target
+            Optional modality whose translated profile (means, see :meth:`translate`)
+            is compared before and after.
+        indices
+            Positions of the cells (default all).
+        library, batch
+            Of the translated profiles, as in :meth:`translate`.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        AnnData of the cells with ``obs["shift_norm"]``, ``obsm["X_sccross"]`` and
+        ``obsm["X_sccross_perturbed"]`` (joint codes before and after). Without
+        ``target``, ``X`` is the shift in the joint space; with ``target``, the change of
+        the translated ``target`` profile with ``layers["translated"]`` and
+        ``layers["translated_perturbed"]``.
+        """
+        return self._perturb(
+            mdata,
+            modality,
+            features,
+            factor,
+            target,
+            indices,
+            batch_size,
+            translate=lambda z, t: self._decode_z(z, t, False, library, batch, batch_size),
+        )
+
+    @classmethod
+    def load(cls, dir_path: str, adata: md.MuData | None = None, **kwargs: Any) -> SCCROSS:
+        """Load a saved model (see :meth:`scvi.model.base.BaseModelClass.load`)."""
+        model = super().load(dir_path, adata=adata, **kwargs)
+        model.module.stage = FINETUNE
+        return model

@@ -1,0 +1,343 @@
+"""SCCROSS: likelihoods, MNN correction and prior, two-stage model, generation, perturbation."""
+
+import warnings
+
+import matplotlib
+import mudata as md
+import numpy as np
+import pytest
+import scvi
+import torch
+from scipy import sparse
+from threadpoolctl import threadpool_limits
+
+import scmint
+from scmint.model import SCCROSS
+from scmint.nn import BatchLikelihoodDecoder, ZeroInflatedLogNormal, gram_alignment_loss
+
+md.set_options(pull_on_update=False)
+FAST = {"lr": 2e-3, "early_stopping": False, "enable_progress_bar": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny problems: one thread is much faster than two on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(n)
+
+
+def _simulated_p2(seed: int = 0):
+    """Simulated paired RNA + ATAC, unpaired by renaming (protocol P2), and its truth."""
+    sim = scmint.data.simulate_multiome(
+        n_cells=500,
+        n_cell_types=4,
+        n_genes=400,
+        n_peaks=800,
+        paired_fraction=1.0,
+        rare_type_ratio=0.5,
+        batch_effect=0.2,
+        seed=seed,
+    )
+    rna, atac = sim["rna"].copy(), sim["atac"].copy()
+    activity = scmint.pp.gene_activity(atac, genes=rna.var, gene_names=rna.var_names)
+    rna.obs_names = rna.obs_names + "_rna"
+    atac.obs_names = atac.obs_names + "_atac"
+    activity.obs_names = atac.obs_names
+    padded = scmint.data.pad_mudata(md.MuData({"rna": rna, "atac": atac}))
+    return sim, rna, atac, activity, padded
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    sim, rna, atac, activity, padded = _simulated_p2()
+    SCCROSS.setup_mudata(padded, batch_key="batch")
+    scvi.settings.seed = 0
+    model = SCCROSS(padded, gene_matrices={"atac": activity})
+    model.train(max_epochs=10, pretrain_epochs=10, **FAST)
+    return model, sim, rna, atac, padded
+
+
+@pytest.fixture(scope="module")
+def bmmc_heldout(_bmmc_multiome):
+    """BMMC multiome, paired; 100 cells held out for translation."""
+    mdata = _bmmc_multiome.copy()
+    rng = np.random.default_rng(0)
+    held = np.zeros(mdata.n_obs, dtype=bool)
+    held[rng.choice(mdata.n_obs, 100, replace=False)] = True
+    names = mdata.obs_names
+    train = md.MuData({m: mdata[m][~held].copy() for m in ("rna", "atac")})
+    test = md.MuData({m: mdata[m][held].copy() for m in ("rna", "atac")})
+    padded = scmint.data.pad_mudata(train)
+    SCCROSS.setup_mudata(padded, batch_key="batch")
+    scvi.settings.seed = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no shared genes: no MNN prior
+        model = SCCROSS(padded, pairing_weight=1.0)
+    model.train(max_epochs=30, pretrain_epochs=30, **FAST)
+    assert len(names) == mdata.n_obs
+    return model, train, test
+
+
+# --------------------------------------------------------------------------- building blocks
+def test_likelihood_decoders():
+    u = torch.randn(6, 4)
+    batch = torch.tensor([0, 1, 0, 1, 1, 0])
+    lib = torch.full((6, 1), 100.0)
+    x = torch.poisson(torch.full((6, 5), 3.0))
+    for lik in ("nb", "zinb"):
+        dec = BatchLikelihoodDecoder(4, 5, n_batch=2, likelihood=lik)
+        px = dec(u, batch, lib)
+        torch.testing.assert_close(px.mean.sum(1), lib.view(-1) * (1 if lik == "nb" else 0.5))
+        assert px.log_prob(x).shape == (6, 5)
+        with pytest.raises(ValueError, match="library"):
+            dec(u, batch)
+    for lik in ("normal", "bernoulli", "ziln"):
+        px = BatchLikelihoodDecoder(4, 5, n_batch=2, likelihood=lik)(u, batch)
+        target = (x > 2).float() if lik == "bernoulli" else x
+        assert torch.isfinite(px.log_prob(target)).all()
+    with pytest.raises(ValueError, match="likelihood"):
+        BatchLikelihoodDecoder(4, 5, likelihood="poisson")
+    # batch-specific parameters: changing batch 1's bias changes only batch-1 rows
+    dec = BatchLikelihoodDecoder(4, 5, n_batch=2, likelihood="normal")
+    before = dec(u, batch).mean.detach()
+    with torch.no_grad():
+        dec.bias[1] += 1.0
+    diff = (dec(u, batch).mean.detach() - before).abs().sum(1)
+    assert (diff[batch == 0] == 0).all() and (diff[batch == 1] > 0).all()
+
+
+def test_zero_inflated_log_normal():
+    d = ZeroInflatedLogNormal(torch.zeros(3), torch.ones(3), torch.tensor([0.0, 0.0, 0.0]))
+    lp = d.log_prob(torch.tensor([0.0, 1.0, np.e]))
+    # zero: log(pi) = log 0.5; x = 1: log(0.5) + lognormal(0 | 0, 1) = log 0.5 - log sqrt(2 pi)
+    torch.testing.assert_close(lp[0], torch.log(torch.tensor(0.5)))
+    torch.testing.assert_close(lp[1], torch.log(torch.tensor(0.5)) - 0.5 * np.log(2 * np.pi))
+    s = d.sample((2000,))
+    assert 0.4 < (s == 0).float().mean() < 0.6
+
+
+def test_gram_alignment_loss():
+    p = torch.randn(5, 8)
+    q = torch.randn(7, 8)
+    assert gram_alignment_loss(p, q, 3 * p, 2 * q) < 1e-10  # cosine: scale-free
+    assert gram_alignment_loss(p, q, torch.randn(5, 8), torch.randn(7, 8)) > 0.1
+    assert gram_alignment_loss(p[:0], q, p[:0], q) == 0
+
+
+def test_mnn_pairs_and_correction():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 20)) * 3
+    labels_a = rng.integers(0, 3, 300)
+    labels_b = rng.integers(0, 3, 200)
+    a = centers[labels_a] + rng.normal(size=(300, 20)) * 0.3
+    shift = rng.normal(size=20) * 3
+    b = centers[labels_b] + shift + rng.normal(size=(200, 20)) * 0.3
+    ia, ib = scmint.pp.mnn_pairs(a - a.mean(0), b - b.mean(0), n_neighbors=10)
+    assert ia.size > 50
+    assert (labels_a[ia] == labels_b[ib]).mean() > 0.95
+    (ca, cb), n_pairs = scmint.pp.mnn_correct(a, b, n_neighbors=10, cos_norm=False)
+    assert n_pairs[0] > 0 and np.allclose(ca, a)
+
+    def nearest(x, ref):
+        d = ((x[:, None, :] - ref[None, :, :]) ** 2).sum(-1)
+        return d.argmin(1), np.sqrt(d.min(1)).mean()
+
+    nn_raw, dist_raw = nearest(b, a)
+    nn, dist = nearest(cb, a)
+    assert dist < 0.3 * dist_raw, (dist, dist_raw)  # b moved onto a
+    assert (labels_a[nn] == labels_b).mean() > 0.95  # onto cells of its own type
+    with pytest.raises(ValueError, match="two or more"):
+        scmint.pp.mnn_correct(a)
+    with pytest.raises(ValueError, match="same features"):
+        scmint.pp.mnn_correct(a, b[:, :5])
+
+
+def test_mnn_prior_pairs_cells_and_metacells():
+    sim, rna, atac, activity, _ = _simulated_p2(seed=1)
+    prior, info = scmint.pp.mnn_prior({"rna": rna, "atac": activity}, n_comps=20)
+    assert prior["rna"].shape == (rna.n_obs, 20) and prior["atac"].shape == (atac.n_obs, 20)
+    fos = scmint.metrics.foscttm(prior["rna"], prior["atac"])
+    assert fos < 0.3, fos  # measured 0.17 (random 0.5)
+    meta, info = scmint.pp.mnn_prior({"rna": rna, "atac": activity}, cells_per_metacell=10)
+    assert info["n_units"]["rna"] < rna.n_obs / 5 and meta["rna"].shape == (rna.n_obs, 50)
+    with pytest.raises(ValueError, match="share"):
+        scmint.pp.mnn_prior({"rna": rna, "atac": atac})
+
+
+# --------------------------------------------------------------------------- errors
+def test_bad_input_raises_before_training(bmmc_multiome):
+    padded = scmint.data.pad_mudata(bmmc_multiome)
+    with pytest.raises(TypeError, match="setup_mudata"):
+        SCCROSS.setup_anndata(padded["rna"])
+    noisy = padded.copy()
+    noisy.mod["rna"].X = noisy.mod["rna"].X * 0.5
+    with pytest.raises(ValueError, match="integer"):
+        SCCROSS.setup_mudata(noisy)
+    SCCROSS.setup_mudata(padded, batch_key="batch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(ValueError, match="likelihood"):
+            SCCROSS(padded, likelihood="poisson")
+        with pytest.raises(KeyError, match="gene_matrices"):
+            SCCROSS(padded, gene_matrices={"adt": padded["rna"]})
+        with pytest.raises(ValueError, match="share fewer"):
+            SCCROSS(padded, gene_matrices={"atac": padded["atac"]})
+        with pytest.raises(ValueError, match="non-count"):
+            SCCROSS(padded, likelihood={"atac": "normal"}, representation={"atac": "lsi"})
+        with pytest.raises(ValueError, match="n_latent"):
+            SCCROSS(padded, n_latent=0)
+        model = SCCROSS(padded, smoothing_neighbors=5)
+    with pytest.raises(ValueError, match="train_size"):
+        model.train(max_epochs=1, train_size=1.0)
+    with pytest.raises(ValueError, match="lr"):
+        model.train(max_epochs=1, lr=-1.0)
+    # non-integer counts with an NB likelihood fail at construction, before training
+    float_mdata = scmint.data.pad_mudata(bmmc_multiome)
+    float_mdata.mod["atac"].X = float_mdata.mod["atac"].X * 0.3
+    SCCROSS.setup_mudata(float_mdata, count_modalities=["rna"])
+    with pytest.raises(ValueError, match="integer"):
+        SCCROSS(float_mdata)
+
+
+# --------------------------------------------------------------------------- model
+def test_two_stage_training_and_p2_alignment(simulated):
+    model, sim, rna, atac, padded = simulated
+    hist = model.history
+    for key in ("train_loss", "vae_loss_train", "mnn_loss_train", "kl_rna_train"):
+        assert len(hist[key]) == 20, key  # both stages
+    for key in (
+        "latent_discriminator_loss_train",
+        "data_discriminator_loss_atac_train",
+        "discriminator_loss_train",
+        "nll_cycle_rna_validation",
+    ):
+        assert len(hist[key]) == 10, key  # stage 2 only
+    z_rna = model.get_latent_representation(rna, modality="rna")
+    z_atac = model.get_latent_representation(atac, modality="atac")
+    assert z_rna.shape == (rna.n_obs, 50)
+    fos = scmint.metrics.foscttm(z_rna, z_atac)
+    assert fos < 0.45, fos  # measured 0.34 (random 0.5); the MNN prior alone gives 0.17
+    joint = model.get_latent_representation(modality="joint")
+    assert joint.shape == (padded.n_obs, 50) and np.isfinite(joint).all()
+    with pytest.raises(ValueError, match="not measured"):
+        model.get_latent_representation(modality="rna")
+
+
+def test_translation_beats_mean_profile(bmmc_heldout):
+    model, train, test = bmmc_heldout
+
+    def lognorm(x):
+        x = np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float64)
+        return np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1) * 1e4)
+
+    def cell_corr(a, b):
+        a = a - a.mean(1, keepdims=True)
+        b = b - b.mean(1, keepdims=True)
+        return float(np.mean((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-12)))
+
+    for source, target in (("rna", "atac"), ("atac", "rna")):
+        pred = model.translate(test[source], source=source, target=target)
+        assert pred.shape == (test.n_obs, train[target].n_vars)
+        assert list(pred.var_names) == list(train[target].var_names)
+        assert (pred.X >= 0).all() and "X_sccross" in pred.obsm
+        measured = lognorm(test[target][pred.obs_names].X)
+        # the mean profile, in the same form as the model's output (a mean, then log1p)
+        mean_profile = np.expm1(lognorm(train[target].X)).mean(0)
+        baseline = np.broadcast_to(np.log1p(mean_profile), measured.shape)
+        r_model = cell_corr(lognorm(pred.X), measured)
+        r_base = cell_corr(baseline, measured)
+        # measured: rna->atac 0.350 vs 0.327, atac->rna 0.586 vs 0.565
+        assert r_model > r_base, (source, target, r_model, r_base)
+    samples = model.translate(test["rna"], source="rna", target="atac", sample=True, library=500)
+    assert np.allclose(samples.X, np.round(samples.X))
+    same = model.translate(test["rna"], source="rna", target="rna", batch=1)
+    assert same.shape == test["rna"].shape
+    with pytest.raises(KeyError, match="batch"):
+        model.translate(test["rna"], source="rna", target="atac", batch="nope")
+    with pytest.raises(KeyError, match="Unknown modality"):
+        model.translate(test["rna"], source="rna", target="adt")
+
+
+def test_simulated_cells_land_near_their_type(simulated):
+    model, sim, rna, atac, padded = simulated
+    out = model.simulate("cell_type", "type1", n_cells=80, seed=0)
+    assert set(out.mod) == {"rna", "atac"}
+    assert list(out["rna"].obs_names) == list(out["atac"].obs_names)  # paired
+    assert out["rna"].n_obs == 80 and (out.obs["cell_type"] == "type1").all()
+    assert np.allclose(out["rna"].X.data, np.round(out["rna"].X.data))
+    n_type = int((padded.obs["cell_type"] == "type1").sum())
+    assert model.simulate("cell_type", "type1", fold=0.5)["rna"].n_obs == round(0.5 * n_type)
+    z_real = model.get_latent_representation(modality="joint")
+    labels = padded.obs["cell_type"].to_numpy()
+    for m in ("rna", "atac"):
+        z_sim = model.get_latent_representation(out[m], modality=m)
+        predicted = scmint.tl.transfer_labels(z_real, labels, z_sim, k=10)
+        predicted = predicted[0] if isinstance(predicted, tuple) else predicted
+        frac = float(np.mean(np.asarray(predicted) == "type1"))
+        assert frac > 0.6, (m, frac)  # chance 0.25
+    with pytest.raises(ValueError, match="No registered cell"):
+        model.simulate("cell_type", "nope")
+    with pytest.raises(KeyError, match="column"):
+        model.simulate("nope", "type1")
+
+
+def test_perturbation_and_screen_recover_de_genes(simulated):
+    model, sim, rna, atac, padded = simulated
+    truth = sim.uns["simulation"]
+    state, reference = "type0", "type1"
+    up_ref = list(truth["de_genes"][reference][:8])
+    up_state = list(truth["de_genes"][state][:8])
+    de = set().union(*truth["de_genes"].values(), *truth["de_genes_down"].values())
+    background = [g for g in rna.var_names if g not in de][:16]
+    rows = np.flatnonzero(padded.obs["has_rna"].to_numpy() > 0)[:50]
+    shift = model.perturb(modality="rna", features=up_ref, factor=1.5, indices=rows)
+    assert shift.shape == (50, 50) and (shift.obs["shift_norm"] > 0).all()
+    assert "X_sccross_perturbed" in shift.obsm
+    same = model.perturb(modality="rna", features=up_ref, factor=1.0, indices=rows)
+    assert np.abs(same.X).max() < 1e-5  # factor 1: no shift (same graph, stored transforms)
+    cross = model.perturb(modality="rna", features=up_ref, target="atac", indices=rows)
+    assert cross.shape == (50, atac.n_vars) and "translated_perturbed" in cross.layers
+
+    result = scmint.tl.perturbation_screen(
+        model, "rna", up_ref + up_state + background, "cell_type", state, reference
+    )
+    assert list(result["rank"]) == list(range(1, len(result) + 1))
+    assert {"score_1.5", "score_0.5", "distance_1.5", "best_factor"} <= set(result.columns)
+    top = set(result.index[:8])
+    hits = len(top & set(up_ref + up_state))
+    assert hits >= 6, result.head(10)  # measured 8 of 8 (DE genes are 16 of 32 screened)
+    assert result.loc[up_ref, "score_1.5"].mean() > result.loc[background, "score_1.5"].mean()
+    fig = scmint.pl.perturbation_screen(result, n_top=10)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    with pytest.raises(KeyError, match="features"):
+        model.perturb(modality="rna", features=["NOPE"], indices=rows)
+    with pytest.raises(ValueError, match="factor"):
+        model.perturb(modality="rna", features=up_ref, factor=-1.0, indices=rows)
+
+
+def test_save_load_roundtrip(simulated, tmp_path):
+    model, sim, rna, atac, padded = simulated
+    z = model.get_latent_representation(rna, modality="rna")
+    x = model.translate(rna[:20], source="rna", target="atac").X
+    model.save(tmp_path / "sccross", overwrite=True, save_anndata=False)
+    loaded = SCCROSS.load(tmp_path / "sccross", adata=padded)
+    np.testing.assert_allclose(loaded.get_latent_representation(rna, modality="rna"), z, atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.translate(rna[:20], source="rna", target="atac").X, x, rtol=1e-4, atol=1e-4
+    )
+    assert loaded.prior_ is not None and loaded.is_trained_
+    assert isinstance(loaded.transforms_["atac"], scmint.pp.TfidfLSI)
+
+
+def test_query_forms(simulated):
+    model, sim, rna, atac, padded = simulated
+    z_ad = model.get_latent_representation(atac[:30], modality="atac")
+    z_md = model.get_latent_representation(md.MuData({"atac": atac[:30].copy()}), modality="atac")
+    np.testing.assert_allclose(z_ad, z_md, atol=1e-5)
+    shuffled = atac[:30, ::-1].copy()  # features matched by name
+    np.testing.assert_allclose(
+        model.get_latent_representation(shuffled, modality="atac"), z_ad, atol=1e-4
+    )
