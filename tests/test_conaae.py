@@ -506,7 +506,7 @@ def test_bad_inputs(bmmc_cite, multiome):
 
 def test_benchmark_registration(_bmmc_cite):
     method = get_method("conaae")
-    assert method.protocols == ("P1", "P2") and not method.peer
+    assert method.protocols == ("P1", "P2", "P3") and not method.peer
     assert "anchor" in method.notes
     # P1: paired reference, so the anchor loss is on; query cells one modality at a time
     name = "bmmc_cite_starter"

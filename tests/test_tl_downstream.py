@@ -426,3 +426,20 @@ def test_umap_above_the_exact_neighbour_limit():
     spread = max(coords[group == g].std(0).max() for g in range(3))
     gaps = [np.linalg.norm(cent[a] - cent[b]) for a in range(3) for b in range(a + 1, 3)]
     assert min(gaps) > 2 * spread
+
+
+def test_umap_keeps_torch_thread_count():
+    """scanpy's numba kernels reset torch's threads; tl.umap must put them back."""
+    import torch
+
+    from scmint.tl import umap
+
+    n = torch.get_num_threads()
+    adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(300)]))
+    adata.obsm["X_emb"] = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    try:
+        torch.set_num_threads(1)
+        umap(adata)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(n)

@@ -585,7 +585,7 @@ def _fit_conaae(split: Split, **kwargs) -> MethodResult:
 
 register_method(
     "conaae",
-    protocols=("P1", "P2"),
+    protocols=("P1", "P2", "P3"),
     peer=False,
     notes="""
 `scmint.model.CONAAE` (Con-AAE: one deterministic autoencoder per modality, least-squares
@@ -597,7 +597,7 @@ module; trained on the padded training MuData with early stopping on a 10 % vali
 split (patience 20, at most 200 epochs) unless the row's params say otherwise. P2: the
 pairing is hidden and not used. P1: the reference cells are paired, so the anchor loss
 (weight 0.1, MSE between the two embeddings of each reference cell) is switched on.
+P3: the mosaic data as stored (paired and single-modality cells, no anchor loss).
 Query cells are encoded one modality at a time by that modality's encoder.
 """,
-    unsupported={"P3": "not run yet"},
 )(_fit_conaae)

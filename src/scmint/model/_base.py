@@ -11,8 +11,7 @@ in-silico perturbation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +22,7 @@ import pandas as pd
 import torch
 from scipy import sparse
 
+from scmint._threads import keep_torch_threads
 from scmint.data import check_finite, data_key, indicator_key, mask_key, prepare_query_mudata
 from scmint.data._padding import INDICATOR_PREFIX, PADDING_UNS_KEY
 from scmint.data._validation import resolve_layers
@@ -33,22 +33,6 @@ Normalization = InputNormalization
 NORMALIZATIONS: tuple[str, ...] = INPUT_NORMALIZATIONS
 INFERENCE_BATCH = 1024
 """Cells per forward pass at inference when no ``batch_size`` is given."""
-
-
-@contextmanager
-def keep_torch_threads() -> Iterator[None]:
-    """Restore torch's intra-op thread count after preprocessing.
-
-    scanpy's numba-parallel kernels (OpenMP threading layer) share torch's OpenMP
-    runtime and reset its thread count to numba's; without this, a thread count set by
-    the user (``torch.set_num_threads``) is silently lost before training.
-    """
-    n = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
 
 
 def resolve_normalization(

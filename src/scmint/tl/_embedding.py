@@ -11,6 +11,8 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
+from scmint._threads import keep_torch_threads
+
 
 def stack_embeddings(
     embeddings: Mapping[str, np.ndarray],
@@ -85,14 +87,15 @@ def umap(
             n_trees=min(64, 5 + round(adata.n_obs**0.5 / 20.0)),
             n_iters=max(5, round(np.log2(adata.n_obs))),
         )
-    sc.pp.neighbors(
-        adata,
-        use_rep=use_rep,
-        n_neighbors=n_neighbors,
-        random_state=random_state,
-        transformer=transformer,
-    )
-    sc.tl.umap(adata, random_state=random_state)
+    with keep_torch_threads():  # scanpy's numba kernels reset torch's thread count
+        sc.pp.neighbors(
+            adata,
+            use_rep=use_rep,
+            n_neighbors=n_neighbors,
+            random_state=random_state,
+            transformer=transformer,
+        )
+        sc.tl.umap(adata, random_state=random_state)
     return adata
 
 
