@@ -601,3 +601,20 @@ P3: the mosaic data as stored (paired and single-modality cells, no anchor loss)
 Query cells are encoded one modality at a time by that modality's encoder.
 """,
 )(_fit_conaae)
+
+
+register_method(
+    "sccross",
+    protocols=("P1", "P2"),
+    peer=False,
+    notes="""
+`scmint.model.SCCROSS` (scCross: per-modality VAEs on stored PCA / LSI inputs smoothed over
+a kNN graph, batch-specific count decoders, aligners, modality and generated-vs-real
+discriminators, MNN prior on common genes where the modalities share gene names) with its
+defaults except the epochs: `max_epochs` is used for both training stages (the published
+automatic count is far longer). The pairing option is off (the published behaviour). Query
+cells are encoded one modality at a time. Work in progress (issue 4): no prior is built for
+ATAC without gene coordinates, so RNA + ATAC rows align through the adversaries only.
+""",
+    unsupported={"P3": "not run yet"},
+)(functools.partial(fit_scmint_model, model="SCCROSS"))
