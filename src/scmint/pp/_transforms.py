@@ -298,11 +298,8 @@ def _clip(X: np.ndarray, max_value: float | None) -> np.ndarray:
 
 def _fit_scale(D: np.ndarray, max_value: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`scanpy.pp.scale` of dense ``D``: ``(scaled, mean, std)`` (float64 statistics)."""
-    sub = AnnData(D)
-    sc.pp.scale(sub, max_value=max_value)
-    mean = np.asarray(sub.var["mean"], dtype=np.float64)
-    std = np.asarray(sub.var["std"], dtype=np.float64)
-    return sub.X, mean, std
+    mean, std = _scale_statistics(D)
+    return _apply_scale(D, mean, std, max_value), mean, std
 
 
 _SCALE_CHUNK = 2048  # rows densified at a time by FeatureScaler.transform
