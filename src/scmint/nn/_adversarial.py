@@ -54,6 +54,23 @@ def _per_modality_mean(
     return (sums[present] / counts[present]).mean()
 
 
+def _checked_targets(
+    outputs: torch.Tensor,
+    modality_index: torch.Tensor,
+    n_modalities: int,
+    flip: bool,
+    what: str,
+) -> torch.Tensor:
+    """:func:`modality_targets` in the dtype of ``outputs``, whose shape must match."""
+    target = modality_targets(modality_index, n_modalities, flip).to(outputs.dtype)
+    if outputs.shape != target.shape:
+        raise ValueError(
+            f"{what} of shape {tuple(outputs.shape)} do not fit {n_modalities} modalities "
+            f"(expected {tuple(target.shape)})."
+        )
+    return target
+
+
 def least_squares_gan_loss(
     scores: torch.Tensor,
     modality_index: torch.Tensor,
@@ -84,12 +101,7 @@ def least_squares_gan_loss(
     -------
     Scalar loss.
     """
-    target = modality_targets(modality_index, n_modalities, flip).to(scores.dtype)
-    if scores.shape != target.shape:
-        raise ValueError(
-            f"Scores of shape {tuple(scores.shape)} do not fit {n_modalities} modalities "
-            f"(expected {tuple(target.shape)})."
-        )
+    target = _checked_targets(scores, modality_index, n_modalities, flip, "Scores")
     per_row = (scores - target).pow(2).sum(dim=1)
     return _per_modality_mean(per_row, modality_index, n_modalities)
 
@@ -121,12 +133,7 @@ def cross_entropy_gan_loss(
     -------
     Scalar loss.
     """
-    target = modality_targets(modality_index, n_modalities, flip).to(logits.dtype)
-    if logits.shape != target.shape:
-        raise ValueError(
-            f"Logits of shape {tuple(logits.shape)} do not fit {n_modalities} modalities "
-            f"(expected {tuple(target.shape)})."
-        )
+    target = _checked_targets(logits, modality_index, n_modalities, flip, "Logits")
     if n_modalities == 2:
         per_row = F.binary_cross_entropy_with_logits(logits, target, reduction="none").view(-1)
     else:
