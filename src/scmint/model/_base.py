@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import sparse
+from scvi import REGISTRY_KEYS
 
 from scmint._threads import keep_torch_threads
 from scmint.data import check_finite, data_key, indicator_key, mask_key, prepare_query_mudata
@@ -35,25 +36,56 @@ INFERENCE_BATCH = 1024
 """Cells per forward pass at inference when no ``batch_size`` is given."""
 
 
+def resolve_per_modality(
+    name: str,
+    value: Any,
+    modalities: Sequence[str],
+    allowed: Sequence[str],
+    default: Mapping[str, str] | str,
+) -> dict[str, str]:
+    """Expand a per-modality option (one value or ``{modality: value}``) and check it.
+
+    Parameters
+    ----------
+    name
+        The option's name, for error messages.
+    value
+        One value for all modalities, or ``{modality: value}`` (modalities left out take
+        ``default``).
+    modalities
+        The model's modalities.
+    allowed
+        Allowed values.
+    default
+        Value (or ``{modality: value}``) for modalities ``value`` does not name.
+
+    Returns
+    -------
+    ``{modality: value}`` for every modality.
+    """
+    defaults = default if isinstance(default, Mapping) else dict.fromkeys(modalities, default)
+    if isinstance(value, Mapping):
+        unknown = [m for m in value if m not in modalities]
+        if unknown:
+            raise KeyError(
+                f"{name} names modalities {unknown} that are not among {list(modalities)}."
+            )
+        out = {m: value.get(m, defaults[m]) for m in modalities}
+    else:
+        out = dict.fromkeys(modalities, value)
+    bad = {m: v for m, v in out.items() if v not in allowed}
+    if bad:
+        raise ValueError(f"Unknown {name} {bad}; choose from {tuple(allowed)}.")
+    return out
+
+
 def resolve_normalization(
     modalities: Sequence[str],
     normalization: Normalization | Mapping[str, Normalization],
     default: Normalization = "log",
 ) -> dict[str, str]:
     """Expand ``normalization`` (one value or ``{modality: value}``) and check the values."""
-    if isinstance(normalization, Mapping):
-        unknown = [m for m in normalization if m not in modalities]
-        if unknown:
-            raise KeyError(
-                f"normalization names modalities {unknown} that are not among {list(modalities)}."
-            )
-        norms = {m: normalization.get(m, default) for m in modalities}
-    else:
-        norms = dict.fromkeys(modalities, normalization)
-    bad = {m: n for m, n in norms.items() if n not in NORMALIZATIONS}
-    if bad:
-        raise ValueError(f"Unknown normalization {bad}; choose from {NORMALIZATIONS}.")
-    return norms
+    return resolve_per_modality("normalization", normalization, modalities, NORMALIZATIONS, default)
 
 
 def make_feature_scaler(norm: str, target_sum: float, max_value: float | None) -> FeatureScaler:
@@ -143,6 +175,29 @@ class MultiModalMixin:
                 )
         return scalers
 
+    def _library_means(self) -> dict[str, float]:
+        """Mean library size (row sum) of each modality over the cells measured in it."""
+        return {
+            m: float(np.asarray(self._registered(m)[self._registered_mask(m)].sum(axis=1)).mean())
+            for m in self.modalities
+        }
+
+    def _label_classes(self) -> tuple[list[str], list[int]]:
+        """Cell-type classes of the registered labels and the class of each label code.
+
+        Returns the class names (the registered categories without the unlabelled one)
+        and, for each registry code, its class index or ``-1`` (unlabelled); no classes
+        when the model was set up without ``labels_key``.
+        """
+        if self.adata_manager.registry["setup_args"].get("labels_key") is None:
+            return [], [-1]
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
+        mapping = np.asarray(state.categorical_mapping).astype(str)
+        unlabeled = str(state.get("unlabeled_category", "Unknown"))
+        classes = [c for c in mapping if c != unlabeled]
+        lookup = {c: i for i, c in enumerate(classes)}
+        return classes, [lookup.get(c, -1) for c in mapping]
+
     # ------------------------------------------------------------------ query cells
     def _check_modality(self, modality: str, joint: bool = False) -> None:
         allowed = self.modalities + (["joint"] if joint else [])
@@ -204,6 +259,48 @@ class MultiModalMixin:
             )
 
     # ------------------------------------------------------------------ forward passes
+    @torch.inference_mode()
+    def _forward_rows(
+        self, x, forward: Callable[[torch.Tensor], torch.Tensor], width: int, batch_size: int | None
+    ) -> np.ndarray:
+        """``forward`` of the rows of ``x`` (dense or sparse), in minibatches."""
+        self.module.eval()
+        bs = batch_size or INFERENCE_BATCH
+        out = np.empty((x.shape[0], width), dtype=np.float32)
+        for start in range(0, x.shape[0], bs):
+            stop = min(start + bs, x.shape[0])
+            block = torch.as_tensor(as_dense_float32(x[start:stop]), device=self.device)
+            out[start:stop] = forward(block).float().cpu().numpy()
+        return out
+
+    def _batch_code(self, batch: str | int | None) -> int:
+        """Registry code of a batch given by name or code (``None``: the first batch)."""
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+        names = [str(c) for c in state.categorical_mapping]
+        if batch is None:
+            return 0
+        if isinstance(batch, int | np.integer) and not isinstance(batch, bool):
+            if not 0 <= batch < len(names):
+                raise IndexError(f"batch {batch} out of range for {len(names)} batches.")
+            return int(batch)
+        if str(batch) not in names:
+            raise KeyError(f"Unknown batch {batch!r}; the registered batches are {names}.")
+        return names.index(str(batch))
+
+    def _library(self, library, target: str, n: int) -> np.ndarray:
+        """Library sizes of ``n`` generated ``target`` profiles.
+
+        ``library`` is ``"mean"`` (the training mean), a number, or one value per row.
+        """
+        if isinstance(library, str):
+            if library != "mean":
+                raise ValueError(f"library must be 'mean', a number or an array, got {library!r}.")
+            return np.full(n, self.library_mean_[target], dtype=np.float32)
+        lib = np.broadcast_to(np.asarray(library, dtype=np.float32), (n,)).copy()
+        if not np.all(np.isfinite(lib)) or (lib <= 0).any():
+            raise ValueError("library sizes must be positive and finite.")
+        return lib
+
     def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
         """Embedding of the rows of ``x`` (registered values of ``modality``)."""
         raise NotImplementedError
@@ -264,12 +361,20 @@ class MultiModalMixin:
             if missing == "raise":
                 self._require(cells, modality)
             return embed(modality)
-        total = np.zeros((cells.n_obs, width), dtype=np.float64)
+        return self._joint_embedding(cells, batch_size)
+
+    def _joint_embedding(self, cells: Cells, batch_size: int | None) -> np.ndarray:
+        """Joint embedding of ``cells``: the mean of the embeddings of the modalities each has.
+
+        Models with another rule (e.g. CLUE's normalised mean or product of experts)
+        override this.
+        """
+        total = np.zeros((cells.n_obs, self.module.n_latent), dtype=np.float64)
         count = np.zeros(cells.n_obs)
         for m in self.modalities:
             has = cells.has[m]
             if has.any():
-                total[has] += embed(m)[has]
+                total[has] += self._embed_matrix(cells.matrices[m][has], m, batch_size)
             count += has
         return (total / np.maximum(count, 1)[:, None]).astype(np.float32)
 

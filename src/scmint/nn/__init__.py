@@ -14,6 +14,7 @@ from ._blocks import (
     SafeBatchNorm1d,
     frozen_batch_norm_stats,
 )
+from ._gaussian import GaussianEncoder, GaussianLinear
 from ._likelihoods import (
     LIKELIHOODS,
     BatchLikelihoodDecoder,
@@ -30,6 +31,8 @@ __all__ = [
     "gram_alignment_loss",
     "paired_distance_loss",
     "FeatureScalerLayer",
+    "GaussianEncoder",
+    "GaussianLinear",
     "ModalityDiscriminator",
     "SafeBatchNorm1d",
     "batch_hard_triplet_loss",

@@ -144,6 +144,8 @@ class ModalityDiscriminator(nn.Module):
     output_activation
         ``"sigmoid"`` (Con-AAE's least-squares GAN scores in ``[0, 1]``) or ``None`` (raw
         logits, for the cross-entropy loss).
+    dropout
+        Dropout rate after each hidden activation (0: none; GLUE / CLUE: 0.2).
     """
 
     def __init__(
@@ -153,8 +155,11 @@ class ModalityDiscriminator(nn.Module):
         n_hidden: Sequence[int] = (50, 100),
         negative_slope: float = 0.2,
         output_activation: Literal["sigmoid"] | None = "sigmoid",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         if n_modalities < 2:
             raise ValueError(f"A modality discriminator needs 2+ modalities, got {n_modalities}.")
         if output_activation not in ("sigmoid", None):
@@ -168,6 +173,8 @@ class ModalityDiscriminator(nn.Module):
         layers: list[nn.Module] = []
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
             layers += [nn.Linear(w_in, w_out), nn.LeakyReLU(negative_slope)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(widths[-1], self.n_outputs))
         self.layers = nn.Sequential(*layers)
 

@@ -2,6 +2,7 @@
 
 from ._adversarial import AdversarialTrainingPlan, detach_outputs
 from ._logging import LossLoggingMixin
+from ._schedule import AUTO_EPOCH_CAP, progress_epochs
 from ._siamese import (
     PAIR_KEYS,
     PairSet,
@@ -15,6 +16,7 @@ from ._siamese import (
 )
 
 __all__ = [
+    "AUTO_EPOCH_CAP",
     "AdversarialTrainingPlan",
     "LossLoggingMixin",
     "PAIR_KEYS",
@@ -26,5 +28,6 @@ __all__ = [
     "detach_outputs",
     "draw_pairs",
     "labels_key",
+    "progress_epochs",
     "split_cells",
 ]

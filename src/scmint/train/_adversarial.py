@@ -51,7 +51,10 @@ class AdversarialTrainingPlan(LossLoggingMixin, TrainingPlan):
     - ``discriminator_parameters() -> Iterable[Parameter]``: the parameters of the
       discriminator(s). If empty (e.g. adversarial loss switched off) the plan runs a
       single optimiser and no discriminator step. All other parameters of the module are
-      the generator's.
+      the generator's;
+    - optionally ``set_epoch(epoch: int)``: called at the start of every training epoch
+      (0-based), for schedules inside the module (e.g. CLUE's annealed discriminator
+      noise).
 
     **Step.** ``order="generator_first"`` (Con-AAE): forward pass, generator update,
     then discriminator update on the detached latent codes of that forward pass.
@@ -270,6 +273,12 @@ class AdversarialTrainingPlan(LossLoggingMixin, TrainingPlan):
                 self._log_metric("discriminator_loss", loss, "validation", n)
 
     # ------------------------------------------------------------------ schedulers
+    def on_train_epoch_start(self) -> None:
+        """Tell the module which epoch starts (modules with a ``set_epoch`` method)."""
+        set_epoch = getattr(self.module, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(int(self.current_epoch))
+
     def _step_scheduler(self, on_validation: bool) -> None:
         if not self.reduce_lr_on_plateau:
             return

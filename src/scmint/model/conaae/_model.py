@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from math import ceil, floor
 from typing import Any, Literal
 
@@ -17,10 +17,8 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scmint.data import MuDataSetupMixin
 from scmint.model._base import (
-    INFERENCE_BATCH,
     MultiModalMixin,
     Normalization,
-    as_dense_float32,
     resolve_normalization,
 )
 from scmint.nn._adversarial import ADVERSARIAL_LOSSES, AdversarialLoss
@@ -296,20 +294,16 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
                 stacklevel=3,
             )
             return "labels", [], [-1]
-        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
-        mapping = np.asarray(state.categorical_mapping).astype(str)
-        unlabeled = str(state.get("unlabeled_category", "Unknown"))
-        classes = [c for c in mapping if c != unlabeled]
+        classes, class_of_code = self._label_classes()
         if len(classes) < 2:
             warnings.warn(
-                f"labels_key has {len(classes)} class(es) besides '{unlabeled}'; the triplet "
-                "loss and classifier need two or more and are off.",
+                f"labels_key has {len(classes)} class(es) besides the unlabelled category; "
+                "the triplet loss and classifier need two or more and are off.",
                 UserWarning,
                 stacklevel=3,
             )
             return "labels", [], [-1]
-        lookup = {c: i for i, c in enumerate(classes)}
-        return "labels", classes, [lookup.get(c, -1) for c in mapping]
+        return "labels", classes, class_of_code
 
     # ------------------------------------------------------------------ training
     def train(
@@ -409,20 +403,6 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
         )
 
     # ------------------------------------------------------------------ forward passes
-    @torch.inference_mode()
-    def _forward_rows(
-        self, x, forward: Callable[[torch.Tensor], torch.Tensor], width: int, batch_size: int | None
-    ) -> np.ndarray:
-        """``forward`` of the rows of ``x`` (dense or sparse), in minibatches."""
-        self.module.eval()
-        bs = batch_size or INFERENCE_BATCH
-        out = np.empty((x.shape[0], width), dtype=np.float32)
-        for start in range(0, x.shape[0], bs):
-            stop = min(start + bs, x.shape[0])
-            block = torch.as_tensor(as_dense_float32(x[start:stop]), device=self.device)
-            out[start:stop] = forward(block).float().cpu().numpy()
-        return out
-
     def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
         return self._forward_rows(
             x, lambda b: self.module.encode(b, modality), self.module.n_latent, batch_size

@@ -19,11 +19,16 @@ from scvi.data.fields import MuDataNumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scmint.data import MuDataSetupMixin
-from scmint.model._base import INFERENCE_BATCH, MultiModalMixin, keep_torch_threads
+from scmint.model._base import (
+    INFERENCE_BATCH,
+    MultiModalMixin,
+    keep_torch_threads,
+    resolve_per_modality,
+)
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from scmint.pp import FeatureScaler, FittedTransform, LogNormPCA, TfidfLSI, knn_indices
 from scmint.pp._mnn import common_gene_names, mnn_prior
-from scmint.train import AdversarialTrainingPlan
+from scmint.train import AdversarialTrainingPlan, progress_epochs
 
 from ._module import FINETUNE, PRETRAIN, SCCROSSModule
 
@@ -32,15 +37,8 @@ REPRESENTATIONS: tuple[str, ...] = ("pca", "lsi", "scaled")
 INDEX_COLUMN = "_scmint_index"
 """``mdata.obs`` column with each cell's row number (registered as scvi-tools' indices)."""
 PEAK_NAMES = ("atac", "peaks", "peak", "chromatin", "accessibility")
-AUTO_EPOCH_CAP = 1000
-"""Upper bound of the automatic number of epochs per stage."""
 MIN_SHARED_GENES = 50
 """Shared feature names needed for the automatic MNN prior."""
-
-
-def _auto_epochs(base: int, lr: float, n_batches: int, cap: int = AUTO_EPOCH_CAP) -> int:
-    """ScCross / GLUE's schedule ``max(ceil(base / (lr * batches per epoch)), base)``, capped."""
-    return int(min(max(ceil(base / (lr * max(n_batches, 1))), base), cap))
 
 
 def _as_dense(x) -> np.ndarray:
@@ -200,7 +198,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         ):
             if isinstance(value, bool) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-        likelihoods = self._per_modality_option("likelihood", likelihood, LIKELIHOODS)
+        likelihoods = resolve_per_modality("likelihood", likelihood, mods, LIKELIHOODS, "nb")
         counted = [m for m in mods if likelihoods[m] in COUNT_LIKELIHOODS]
         self._check_count_modalities(counted)
         reps = self._representations(representation, likelihoods)
@@ -208,10 +206,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         self.representations_ = reps
         self.smoothing_neighbors = int(smoothing_neighbors)
         self.transforms_ = self._fit_transforms(reps, int(n_components))
-        self.library_mean_ = {
-            m: float(np.asarray(self._registered(m)[self._registered_mask(m)].sum(axis=1)).mean())
-            for m in mods
-        }
+        self.library_mean_ = self._library_means()
         prior_kwargs = {
             "n_comps": prior_components,
             "n_neighbors": prior_neighbors,
@@ -267,20 +262,6 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         """Register each cell's row number, to look up its reduced input and prior."""
         mdata.obs[INDEX_COLUMN] = np.arange(mdata.n_obs, dtype=np.int64)
         return [MuDataNumericalObsField(REGISTRY_KEYS.INDICES_KEY, INDEX_COLUMN, mod_key=None)]
-
-    def _per_modality_option(self, name: str, value, allowed: Sequence[str]) -> dict[str, str]:
-        mods = self.modalities
-        if isinstance(value, Mapping):
-            unknown = [m for m in value if m not in mods]
-            if unknown:
-                raise KeyError(f"{name} names modalities {unknown} that are not among {mods}.")
-            out = {m: value.get(m, "nb") for m in mods}
-        else:
-            out = dict.fromkeys(mods, value)
-        bad = {m: v for m, v in out.items() if v not in allowed}
-        if bad:
-            raise ValueError(f"Unknown {name} {bad}; choose from {allowed}.")
-        return out
 
     def _representations(self, representation, likelihoods: Mapping[str, str]) -> dict[str, str]:
         mods = self.modalities
@@ -504,10 +485,10 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
                 "pass early_stopping=False."
             )
         n_batches = ceil((n - n_val) / batch_size)
-        max_epochs = _auto_epochs(48, lr, n_batches) if max_epochs is None else int(max_epochs)
+        max_epochs = progress_epochs(48, lr, n_batches) if max_epochs is None else int(max_epochs)
         pretrain = max_epochs if pretrain_epochs is None else int(pretrain_epochs)
         patience = (
-            _auto_epochs(4, lr, n_batches)
+            progress_epochs(4, lr, n_batches)
             if early_stopping_patience is None
             else early_stopping_patience
         )
@@ -595,29 +576,6 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
     def _embed_matrix_with(self, rep, modality, graph, batch_size) -> np.ndarray:
         h = rep if graph is None else np.asarray(graph @ rep, dtype=np.float32)
         return self._encode_inputs(h, modality, batch_size)[0]
-
-    def _batch_code(self, batch: str | int | None) -> int:
-        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
-        names = [str(c) for c in state.categorical_mapping]
-        if batch is None:
-            return 0
-        if isinstance(batch, int | np.integer) and not isinstance(batch, bool):
-            if not 0 <= batch < len(names):
-                raise IndexError(f"batch {batch} out of range for {len(names)} batches.")
-            return int(batch)
-        if str(batch) not in names:
-            raise KeyError(f"Unknown batch {batch!r}; the registered batches are {names}.")
-        return names.index(str(batch))
-
-    def _library(self, library, target: str, n: int) -> np.ndarray:
-        if isinstance(library, str):
-            if library != "mean":
-                raise ValueError(f"library must be 'mean', a number or an array, got {library!r}.")
-            return np.full(n, self.library_mean_[target], dtype=np.float32)
-        lib = np.broadcast_to(np.asarray(library, dtype=np.float32), (n,)).copy()
-        if not np.all(np.isfinite(lib)) or (lib <= 0).any():
-            raise ValueError("library sizes must be positive and finite.")
-        return lib
 
     @torch.inference_mode()
     def _decode_z(

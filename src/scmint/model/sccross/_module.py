@@ -6,49 +6,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from itertools import pairwise
 
 import torch
-import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from scmint.data import data_key, mask_key
-from scmint.nn import MLP, ModalityDiscriminator, modality_adversarial_loss
+from scmint.nn import ModalityDiscriminator, modality_adversarial_loss
 from scmint.nn._alignment import gram_alignment_loss, paired_distance_loss
+from scmint.nn._gaussian import GaussianEncoder, GaussianLinear
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, EPS, BatchLikelihoodDecoder
 
 PRETRAIN, FINETUNE = 1, 2
 """Training stages: per-modality VAEs, then aligners and adversaries."""
-
-
-class GaussianLinear(nn.Module):
-    """``x -> Normal(Linear(x), softplus(Linear(x)) + eps)``: scCross's aligner layer."""
-
-    def __init__(self, n_input: int, n_output: int) -> None:
-        super().__init__()
-        self.loc = nn.Linear(n_input, n_output)
-        self.std = nn.Linear(n_input, n_output)
-
-    def forward(self, x: torch.Tensor) -> Normal:
-        return Normal(self.loc(x), F.softplus(self.std(x)) + EPS)
-
-
-class GaussianEncoder(nn.Module):
-    """MLP (``Linear -> LeakyReLU -> BatchNorm -> Dropout`` blocks) with a Gaussian head."""
-
-    def __init__(
-        self, n_input: int, n_latent: int, n_hidden: int, n_layers: int, dropout: float
-    ) -> None:
-        super().__init__()
-        self.n_latent = int(n_latent)
-        self.body = MLP(
-            n_input, 2 * n_latent, (n_hidden,) * n_layers, negative_slope=0.2, dropout=dropout
-        )
-
-    def forward(self, h: torch.Tensor) -> Normal:
-        out = self.body(h)
-        loc, std = out[:, : self.n_latent], out[:, self.n_latent :]
-        return Normal(loc, F.softplus(std) + EPS)
 
 
 def _normal_parts(dist: Normal) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,646 @@
+"""CLUE: cross-linked unified embedding for modality-incomplete multi-omics."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from math import ceil, floor
+from typing import Any, Literal
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+import torch
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+
+from scmint.data import MuDataSetupMixin
+from scmint.model._base import (
+    INFERENCE_BATCH,
+    Cells,
+    MultiModalMixin,
+    keep_torch_threads,
+    make_feature_scaler,
+    resolve_per_modality,
+)
+from scmint.nn._blocks import INPUT_NORMALIZATIONS
+from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
+from scmint.train import AdversarialTrainingPlan, progress_epochs
+
+from ._module import ALIGNMENTS, JOINT_RULES, Alignment, CLUEModule, JointRule
+
+TRAIN_PROGRESS, BURNIN_PROGRESS, PATIENCE_PROGRESS, LR_PATIENCE_PROGRESS = 72, 12, 9, 3
+"""CLUE's schedule in progress units (learning rate x minibatch updates)."""
+
+
+def _check_weight(name: str, value: float) -> float:
+    if isinstance(value, bool) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return float(value)
+
+
+class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass):
+    """CLUE: cross-linked unified embedding of paired, unpaired and mosaic multi-omics.
+
+    The model of Tu et al. (CLUE, NeurIPS 2021 multimodal integration competition;
+    published inside ``scglue``) as a scvi-tools model over a padded MuData. Each
+    modality ``k`` has a row of a ``K x K`` encoder matrix: element ``i`` encodes ``x_k``
+    into the latent block that modality ``i``'s decoder reads, so a cell measured in any
+    one modality gets the full ``K x n_latent`` embedding, and a missing modality can be
+    predicted from the cross blocks. The embeddings from different modalities are aligned
+    by the cross ELBO terms (cells measured in several modalities), an alignment term
+    (cosine, or the paper's MSE to the mean) and a modality discriminator; see
+    :class:`~scmint.model.clue._module.CLUEModule` for the objective.
+
+    Cells that lack a modality (the padded MuData's indicators) take no part in the terms
+    that need it: no random stand-in profile is drawn, unlike the published code.
+
+    Deviations from the published code, all documented where they apply: count
+    likelihoods use the observed library size of the profile they score, and
+    cross-modal predictions a library chosen by the user, instead of a library size
+    regressed from the source profile; decoders (scvi-tools ``FCLayers``) use batch norm
+    before the activation; the automatic schedule is capped at 1,000 epochs.
+
+    Parameters
+    ----------
+    mdata
+        Padded MuData registered with :meth:`setup_mudata` (``batch_key`` for batch
+        correction; ``labels_key`` adds the optional cell-type classifier).
+    n_latent
+        Dimension ``d`` of one latent block (50); embeddings have ``K * d`` dimensions.
+    n_hidden, n_layers, dropout
+        Width (256), depth (2) and dropout (0.2) of every encoder, decoder and the
+        discriminator.
+    likelihood
+        ``"nb"`` (default), ``"zinb"``, ``"bernoulli"`` (of ``x > 0``, e.g. ATAC),
+        ``"normal"`` or ``"ziln"``; one value or ``{modality: value}``. Count likelihoods
+        need raw integer counts.
+    normalization
+        Encoder input transform, one value or ``{modality: value}``: ``"log"``
+        (``log1p(x / library * 1e4)``, the default for count likelihoods and Bernoulli),
+        ``"clr"`` (per-feature centred log ratio, for proteins) or ``"none"`` (the
+        default for Normal and zero-inflated log-normal data).
+    joint
+        Joint embedding of a cell from several modalities: ``"mean"`` (published code:
+        mean of the L2-normalised per-modality embeddings) or ``"poe"`` (the paper's
+        product of Gaussian experts per block).
+    normalize
+        L2-normalise embeddings (published default).
+    alignment
+        ``"cosine"`` (published code) or ``"mse"`` (paper).
+    data_weight, kl_weight, joint_cross_weight, real_cross_weight, alignment_weight,
+    adversarial_weight, classifier_weight
+        Term weights (published: 1, 1, 0.02, 0.02, 0.02, 0.02, 0.02); 0 switches a term
+        off (the classifier also needs ``labels_key``).
+    modality_weights
+        Per-modality weights of the likelihood terms (default 1).
+
+    Examples
+    --------
+    >>> mdata = scmint.data.pad_mudata(mdata)  # paired, unpaired or mosaic
+    >>> scmint.model.CLUE.setup_mudata(mdata, batch_key="batch")
+    >>> model = scmint.model.CLUE(mdata, likelihood={"rna": "nb", "adt": "nb"})
+    >>> model.train()
+    >>> z = model.get_latent_representation()  # joint, for every cell
+    >>> adt = model.translate(source="rna", target="adt", indices=rna_only_cells)
+    """
+
+    _module_cls = CLUEModule
+    _training_plan_cls = AdversarialTrainingPlan
+    _latent_key = "X_clue"
+    _count_modalities_default = "all"
+
+    def __init__(
+        self,
+        mdata: md.MuData,
+        n_latent: int = 50,
+        n_hidden: int = 256,
+        n_layers: int = 2,
+        dropout: float = 0.2,
+        likelihood: str | Mapping[str, str] = "nb",
+        normalization: str | Mapping[str, str] | None = None,
+        joint: JointRule = "mean",
+        normalize: bool = True,
+        alignment: Alignment = "cosine",
+        data_weight: float = 1.0,
+        kl_weight: float = 1.0,
+        joint_cross_weight: float = 0.02,
+        real_cross_weight: float = 0.02,
+        alignment_weight: float = 0.02,
+        adversarial_weight: float = 0.02,
+        classifier_weight: float = 0.02,
+        modality_weights: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__(mdata)
+        mods = self.modalities
+        for name, value in (("n_latent", n_latent), ("n_hidden", n_hidden), ("n_layers", n_layers)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        if joint not in JOINT_RULES:
+            raise ValueError(f"joint must be one of {JOINT_RULES}, got {joint!r}.")
+        if alignment not in ALIGNMENTS:
+            raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}.")
+        weights = {
+            name: _check_weight(name, value)
+            for name, value in (
+                ("data_weight", data_weight),
+                ("kl_weight", kl_weight),
+                ("joint_cross_weight", joint_cross_weight),
+                ("real_cross_weight", real_cross_weight),
+                ("alignment_weight", alignment_weight),
+                ("adversarial_weight", adversarial_weight),
+                ("classifier_weight", classifier_weight),
+            )
+        }
+        unknown = [m for m in (modality_weights or {}) if m not in mods]
+        if unknown:
+            raise KeyError(f"modality_weights names modalities {unknown} not among {mods}.")
+        for m, w in (modality_weights or {}).items():
+            _check_weight(f"modality_weights['{m}']", w)
+        likelihoods = resolve_per_modality("likelihood", likelihood, mods, LIKELIHOODS, "nb")
+        self._check_count_modalities([m for m in mods if likelihoods[m] in COUNT_LIKELIHOODS])
+        default_norm = {m: "none" if likelihoods[m] in ("normal", "ziln") else "log" for m in mods}
+        norms = resolve_per_modality(
+            "normalization",
+            default_norm if normalization is None else normalization,
+            mods,
+            INPUT_NORMALIZATIONS,
+            default_norm,
+        )
+        for m in mods:
+            if norms[m] != "none" or likelihoods[m] in COUNT_LIKELIHOODS + ("bernoulli",):
+                self._check_nonnegative(m, norms[m])
+        classes, class_of_code = self._label_classes()
+        if len(classes) < 2:
+            classes, class_of_code = [], [-1]
+        self.classes_ = np.asarray(classes, dtype=object)
+        self.likelihoods_ = likelihoods
+        self.normalization_ = norms
+        self.library_mean_ = self._library_means()
+        self.module = self._module_cls(
+            modalities=mods,
+            n_input=[self.adata.mod[m].n_vars for m in mods],
+            likelihoods=likelihoods,
+            normalization=norms,
+            n_batch=self.summary_stats.n_batch,
+            n_latent=int(n_latent),
+            n_hidden=int(n_hidden),
+            n_layers=int(n_layers),
+            dropout=float(dropout),
+            n_classes=len(classes),
+            class_of_code=class_of_code,
+            joint=joint,
+            normalize=normalize,
+            alignment=alignment,
+            modality_weights=modality_weights,
+            **weights,
+        )
+        self._fit_clr(norms)
+        inputs = ", ".join(
+            f"{m} ({self.adata.mod[m].n_vars} features, {likelihoods[m]}, {norms[m]} input)"
+            for m in mods
+        )
+        self._model_summary_string = (
+            f"CLUE: {inputs}; embedding {len(mods)} x {n_latent}, joint={joint}, "
+            f"alignment={alignment}, {self.summary_stats.n_batch} batches, "
+            f"{len(classes)} classes."
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def setup_anndata(cls, *args: Any, **kwargs: Any) -> None:
+        """Not supported: CLUE reads a padded MuData, see :meth:`setup_mudata`."""
+        raise TypeError(
+            "CLUE integrates several modalities: register a padded MuData with "
+            "CLUE.setup_mudata(scmint.data.pad_mudata(mdata), batch_key=...)."
+        )
+
+    def _fit_clr(self, norms: Mapping[str, str]) -> None:
+        """Per-feature geometric means of the ``"clr"`` modalities, into the input layers."""
+        with keep_torch_threads():
+            for m in self.modalities:
+                if norms[m] != "clr":
+                    continue
+                rows = np.flatnonzero(self._registered_mask(m))
+                scaler = make_feature_scaler("clr", 1e4, None).fit(
+                    self._registered(m)[rows], feature_names=self.adata.mod[m].var_names
+                )
+                gm = torch.as_tensor(np.asarray(scaler.clr_geometric_mean_), dtype=torch.float32)
+                self.module.inputs[m].geometric_mean.copy_(gm)
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        max_epochs: int | None = None,
+        lr: float = 2e-3,
+        batch_size: int = 128,
+        burnin_epochs: int | None = None,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float | None = None,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        early_stopping: bool = True,
+        early_stopping_patience: int | None = None,
+        reduce_lr_on_plateau: bool = True,
+        lr_patience: int | None = None,
+        datasplitter_kwargs: dict | None = None,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs: Any,
+    ):
+        """Train with one discriminator and one generator update per minibatch.
+
+        RMSprop (no momentum) for both networks through
+        :class:`scmint.train.AdversarialTrainingPlan` (discriminator first, as
+        published), scvi-tools' data splitter, progress bar, early stopping on
+        ``vae_loss_validation`` (the generator objective without the adversarial term)
+        and learning-rate reduction on plateau. ``model.history`` holds every term.
+
+        Parameters
+        ----------
+        max_epochs
+            Default: CLUE's schedule, 72 progress units (``lr`` x minibatch updates):
+            ``max(ceil(72 / (lr * n_batches)), 72)`` epochs for ``n_batches`` minibatches
+            per epoch, capped at 1,000 (small datasets would ask for thousands).
+        lr
+            RMSprop learning rate (2e-3).
+        batch_size
+            Cells per minibatch (128).
+        burnin_epochs
+            Epochs over which the discriminator's input noise anneals to 0; early
+            stopping starts watching after them. Default 12/72 of ``max_epochs``.
+        accelerator, devices
+            Lightning accelerator and devices.
+        train_size, validation_size, shuffle_set_split
+            As in scvi-tools (default 90% of cells for training).
+        early_stopping
+            Stop when ``vae_loss_validation`` has not improved for
+            ``early_stopping_patience`` epochs.
+        early_stopping_patience
+            Default 9/72 of ``max_epochs`` (at least 1).
+        reduce_lr_on_plateau
+            Reduce the learning rate tenfold when ``vae_loss_validation`` plateaus.
+        lr_patience
+            Epochs of plateau before a reduction; default 3/72 of ``max_epochs``.
+        datasplitter_kwargs
+            Passed to :class:`~scvi.dataloaders.DataSplitter`.
+        plan_kwargs
+            Passed to :class:`~scmint.train.AdversarialTrainingPlan`.
+        **trainer_kwargs
+            Passed to :class:`~scvi.train.Trainer`.
+        """
+        if not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive number, got {lr!r}.")
+        n = self.adata.n_obs
+        size = 0.9 if train_size is None else train_size
+        if not 0.0 < size <= 1.0:
+            raise ValueError(f"train_size must be in (0, 1], got {train_size}.")
+        n_val = n - ceil(size * n) if validation_size is None else floor(validation_size * n)
+        if early_stopping and n_val < 1:
+            raise ValueError(
+                "early_stopping watches the validation loss, which needs validation cells; "
+                f"train_size={train_size} leaves none of the {n} cells. Lower train_size or "
+                "pass early_stopping=False."
+            )
+        n_batches = ceil((n - n_val) / batch_size)
+        if max_epochs is None:
+            max_epochs = progress_epochs(TRAIN_PROGRESS, lr, n_batches)
+        if isinstance(max_epochs, bool) or int(max_epochs) < 1:
+            raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}.")
+        max_epochs = int(max_epochs)
+
+        def share(progress: int) -> int:
+            return max(ceil(max_epochs * progress / TRAIN_PROGRESS), 1)
+
+        burnin = share(BURNIN_PROGRESS) if burnin_epochs is None else int(burnin_epochs)
+        if burnin < 0:
+            raise ValueError(f"burnin_epochs must be >= 0, got {burnin_epochs!r}.")
+        self.module.burnin_epochs = burnin
+        monitor = "vae_loss_validation" if n_val > 0 else "vae_loss_train"
+        plan = {
+            "optimizer": "Custom",
+            "optimizer_creator": functools.partial(torch.optim.RMSprop, lr=lr, momentum=0.0),
+            "order": "discriminator_first",
+            "reduce_lr_on_plateau": reduce_lr_on_plateau,
+            "lr_patience": share(LR_PATIENCE_PROGRESS) if lr_patience is None else lr_patience,
+            "lr_factor": 0.1,
+            "lr_scheduler_metric": monitor,
+            **(plan_kwargs or {}),
+        }
+        if n_val > 0:
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        trainer_kwargs.setdefault("early_stopping_monitor", monitor)
+        patience = early_stopping_patience
+        trainer_kwargs.setdefault(
+            "early_stopping_patience", share(PATIENCE_PROGRESS) if patience is None else patience
+        )
+        trainer_kwargs.setdefault("early_stopping_warmup_epochs", burnin)
+        return super().train(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            train_size=train_size,
+            validation_size=validation_size,
+            shuffle_set_split=shuffle_set_split,
+            batch_size=batch_size,
+            early_stopping=early_stopping,
+            datasplitter_kwargs=datasplitter_kwargs,
+            plan_kwargs=plan,
+            **trainer_kwargs,
+        )
+
+    # ------------------------------------------------------------------ forward passes
+    def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+        return self._forward_rows(
+            x, lambda b: self.module.embed(b, modality), self.module.n_latent, batch_size
+        )
+
+    def _logits_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+        return self._forward_rows(
+            x,
+            lambda b: self.module.classify(self.module.encode(b, modality).loc),
+            self.module.n_classes,
+            batch_size,
+        )
+
+    def _posterior(self, x, modality: str, batch_size: int | None) -> tuple[np.ndarray, ...]:
+        """Means and standard deviations of ``q(u | x)`` of the rows of ``x``."""
+        width = self.module.n_latent
+
+        def both(b: torch.Tensor) -> torch.Tensor:
+            q = self.module.encode(b, modality)
+            return torch.cat([q.loc, q.scale], 1)
+
+        out = self._forward_rows(x, both, 2 * width, batch_size)
+        return out[:, :width], out[:, width:]
+
+    @torch.inference_mode()
+    def _joint_embedding(self, cells: Cells, batch_size: int | None) -> np.ndarray:
+        """The module's joint rule (normalised mean or product of experts) over modalities."""
+        self.module.eval()
+        n, k, width = cells.n_obs, len(self.modalities), self.module.n_latent
+        loc = np.zeros((n, k, width), dtype=np.float32)
+        scale = np.ones((n, k, width), dtype=np.float32)
+        mask = np.zeros((n, k), dtype=bool)
+        for i, m in enumerate(self.modalities):
+            rows = np.flatnonzero(cells.has[m])
+            if rows.size:
+                loc[rows, i], scale[rows, i] = self._posterior(
+                    cells.matrices[m][rows], m, batch_size
+                )
+                mask[rows, i] = True
+        out = np.empty((n, width), dtype=np.float32)
+        for start in range(0, n, INFERENCE_BATCH):
+            part = slice(start, start + INFERENCE_BATCH)
+            tensors = [torch.as_tensor(a[part], device=self.device) for a in (loc, scale, mask)]
+            out[part] = self.module.combine(*tensors, sample=False).float().cpu().numpy()
+        return out
+
+    def _libraries(self, library, target: str, cells: Cells) -> np.ndarray:
+        """Library sizes of the predicted ``target`` profiles of ``cells``."""
+        if isinstance(library, str) and library == "observed":
+            self._require(cells, target)
+            sums = np.asarray(cells.matrices[target].sum(axis=1), dtype=np.float32).ravel()
+            return np.maximum(sums, 1.0)
+        if isinstance(library, str) and library != "mean":
+            raise ValueError(
+                f"library must be 'mean', 'observed', a number or an array, got {library!r}."
+            )
+        return self._library(library, target, cells.n_obs)
+
+    @torch.inference_mode()
+    def _decode(
+        self,
+        u: np.ndarray,
+        target: str,
+        library: np.ndarray,
+        batch: str | int | None,
+        sample: bool,
+        batch_size: int | None,
+    ) -> np.ndarray:
+        """``target`` profiles (means or samples) decoded from embeddings ``u``."""
+        self.module.eval()
+        code = self._batch_code(batch)
+        count = self.likelihoods_[target] in COUNT_LIKELIHOODS
+        bs = batch_size or INFERENCE_BATCH
+        out = np.empty((u.shape[0], self.adata.mod[target].n_vars), dtype=np.float32)
+        for start in range(0, u.shape[0], bs):
+            stop = min(start + bs, u.shape[0])
+            ub = torch.as_tensor(u[start:stop], dtype=torch.float32, device=self.device)
+            b = torch.full((stop - start,), code, dtype=torch.long, device=self.device)
+            lib = torch.as_tensor(library[start:stop, None], device=self.device) if count else None
+            dist = self.module.decode(ub, target, b, lib)
+            out[start:stop] = (dist.sample() if sample else dist.mean).float().cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------ public API
+    def get_latent_representation(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str = "joint",
+        indices: Sequence[int] | np.ndarray | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+        missing: Literal["raise", "nan"] = "raise",
+    ) -> np.ndarray:
+        """Embeddings (``K x n_latent`` dimensions) of cells, from one modality or jointly.
+
+        Parameters
+        ----------
+        mdata
+            None (the registered data), a padded MuData, a MuData holding some of the
+            model's modalities, or an AnnData of one modality (then ``modality`` names
+            it). Features are matched to the reference by name.
+        modality
+            A modality name: each cell's embedding from that modality alone (posterior
+            mean of ``u``, L2-normalised if the model normalises). ``"joint"`` (default):
+            the model's joint rule over the modalities each cell was measured in, so
+            every cell gets an embedding whatever modalities it has.
+        indices
+            Positions of the cells (default all).
+        give_mean
+            Posterior means (the only option; accepted for scvi-tools compatibility).
+        batch_size
+            Cells per forward pass.
+        missing
+            For a modality some cells lack: ``"raise"`` (default) or ``"nan"``.
+
+        Returns
+        -------
+        ``n_cells x (K * n_latent)`` float32 array.
+        """
+        return self._latent(mdata, modality, indices, batch_size, missing)
+
+    def translate(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        source: str | None = None,
+        target: str | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        sample: bool = False,
+        library: str | float | np.ndarray = "mean",
+        batch: str | int | None = None,
+        batch_size: int | None = None,
+    ) -> ad.AnnData:
+        """Predict ``target`` profiles from the cross-encoders and ``target``'s decoder.
+
+        ``x_source -> u_source -> block target of u -> p(x_target)``; ``source ==
+        target`` reconstructs, ``source="joint"`` predicts from the joint embedding of the
+        modalities each cell has.
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation` (an AnnData is of ``source``).
+        source
+            A modality the cells were measured in, or ``"joint"``.
+        target
+            Modality to predict.
+        indices
+            Positions of the cells (default all).
+        sample
+            Draw from the likelihood (counts for NB / ZINB) instead of its mean.
+        library
+            Library size of count predictions: ``"mean"`` (training mean of ``target``),
+            ``"observed"`` (the cells' own ``target`` totals; they must have
+            ``target``), a number, or one per cell.
+        batch
+            Batch (name or code) whose decoder parameters are used (default the first).
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        AnnData of the cells in ``target``'s features (dense float32): expected counts
+        for NB / ZINB, probabilities for Bernoulli, means for Normal / ZILN; the
+        embeddings in ``obsm["X_clue"]``.
+        """
+        if source is None or target is None:
+            raise ValueError(f"Name source= and target= modalities (of {self.modalities}).")
+        self._check_modality(source, joint=True)
+        self._check_modality(target)
+        self._batch_code(batch)  # an unknown batch fails before any computation
+        self._check_if_trained(warn=True)
+        cells = self._cells(mdata, None if source == "joint" else source, indices)
+        if source == "joint":
+            u = self._joint_embedding(cells, batch_size)
+        else:
+            self._require(cells, source)
+            u = self._embed_matrix(cells.matrices[source], source, batch_size)
+        lib = self._libraries(library, target, cells)
+        out = ad.AnnData(
+            X=self._decode(u, target, lib, batch, sample, batch_size),
+            obs=cells.obs.copy(),
+            var=pd.DataFrame(index=self.adata.mod[target].var_names.copy()),
+        )
+        out.obsm[self._latent_key] = u
+        out.uns["clue_translate"] = {"source": source, "target": target, "sample": sample}
+        return out
+
+    def perturb(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str | None = None,
+        features: Sequence[str] | str | None = None,
+        factor: float = 1.5,
+        target: str | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        library: str | float = "mean",
+        batch: str | int | None = None,
+        batch_size: int | None = None,
+    ) -> ad.AnnData:
+        """In-silico perturbation: scale features in count space and re-embed.
+
+        The registered values of ``features`` of ``modality`` are multiplied by
+        ``factor`` and the cells encoded again (the input transform is per cell, so
+        nothing is refitted).
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation` (an AnnData is of ``modality``).
+        modality
+            Modality whose features are perturbed; the cells must have it.
+        features
+            Feature names of ``modality``.
+        factor
+            Multiplier (1.5 up, 0.5 down, 0 knock-out).
+        target
+            Optional modality whose prediction (see :meth:`translate`) is compared
+            before and after.
+        indices
+            Positions of the cells (default all).
+        library
+            Library size of count predictions: ``"mean"`` or a number.
+        batch
+            Batch whose decoder parameters are used (default the first).
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        AnnData of the cells with ``obs["shift_norm"]`` and ``obsm["X_clue"]`` /
+        ``obsm["X_clue_perturbed"]``; ``X`` is the embedding shift, or with ``target``
+        the change of the predicted ``target`` profile (``layers["translated"]`` and
+        ``layers["translated_perturbed"]``).
+        """
+
+        def translate(u: np.ndarray, t: str) -> np.ndarray:
+            lib = self._library(library, t, u.shape[0])
+            return self._decode(u, t, lib, batch, False, batch_size)
+
+        return self._perturb(
+            mdata,
+            modality,
+            features,
+            factor,
+            target,
+            indices,
+            batch_size,
+            translate=translate,
+            info={"library": library if isinstance(library, str) else float(library)},
+        )
+
+    def predict(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str = "joint",
+        indices: Sequence[int] | np.ndarray | None = None,
+        soft: bool = False,
+        batch_size: int | None = None,
+    ) -> np.ndarray | pd.DataFrame:
+        """Cell types predicted by the classifier (needs ``labels_key`` at setup).
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation`.
+        modality
+            A modality (cells must have it), or ``"joint"``: probabilities averaged over
+            the modalities each cell was measured in.
+        indices
+            Positions of the cells (default all).
+        soft
+            Return class probabilities instead of labels.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        Labels (object array), or with ``soft`` a DataFrame (cells x classes).
+        """
+        if self.module.classifier is None:
+            raise ValueError(
+                "This CLUE has no classifier: it was set up without labels_key (or with fewer "
+                "than two cell types, or classifier_weight=0). Set up with labels_key= and "
+                "train again."
+            )
+        cells, probs = self._class_probabilities(
+            mdata, modality, indices, batch_size, len(self.classes_)
+        )
+        if soft:
+            return pd.DataFrame(probs, index=cells.obs.index, columns=list(self.classes_))
+        return np.asarray(self.classes_, dtype=object)[probs.argmax(axis=1)]

@@ -1,0 +1,549 @@
+"""CLUE's cross-linked encoder matrix, decoders and discriminator as a scvi-tools module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from scvi import REGISTRY_KEYS
+from scvi.module.base import BaseModuleClass, LossOutput
+from scvi.nn import FCLayers
+from torch import nn
+from torch.distributions import Distribution, Normal, kl_divergence
+
+from scmint.data import data_key, mask_key
+from scmint.nn import FeatureScalerLayer, GaussianEncoder, ModalityDiscriminator
+from scmint.nn._adversarial import cross_entropy_gan_loss
+from scmint.nn._likelihoods import COUNT_LIKELIHOODS, BatchLikelihoodDecoder
+
+JointRule = Literal["mean", "poe"]
+JOINT_RULES: tuple[str, ...] = ("mean", "poe")
+Alignment = Literal["cosine", "mse"]
+ALIGNMENTS: tuple[str, ...] = ("cosine", "mse")
+
+
+class CrossEncoder(nn.Module):
+    """One source modality's row of CLUE's encoder matrix.
+
+    ``K`` element encoders read the same (normalised) input; element ``i`` estimates the
+    latent block that modality ``i``'s decoder reads. The blocks are concatenated into
+    one diagonal Normal over ``K * n_latent`` dimensions.
+
+    Parameters
+    ----------
+    n_input
+        Input features of the source modality.
+    n_blocks
+        Number of modalities ``K`` (latent blocks).
+    n_latent
+        Dimension of one block.
+    n_hidden, n_layers, dropout
+        Each element encoder's MLP (:class:`~scmint.nn.GaussianEncoder`).
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_blocks: int,
+        n_latent: int,
+        n_hidden: int,
+        n_layers: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.elements = nn.ModuleList(
+            GaussianEncoder(n_input, n_latent, n_hidden, n_layers, dropout) for _ in range(n_blocks)
+        )
+
+    def forward(self, h: torch.Tensor) -> Normal:
+        parts = [encoder(h) for encoder in self.elements]
+        return Normal(torch.cat([p.loc for p in parts], 1), torch.cat([p.scale for p in parts], 1))
+
+
+class CLUEDecoder(nn.Module):
+    """A modality's decoder: MLP with the batch injected at every layer, then a likelihood.
+
+    ``FCLayers`` (scvi-tools; batch one-hot concatenated to every layer's input) followed
+    by :class:`~scmint.nn.BatchLikelihoodDecoder` (batch-specific scale, bias and
+    dispersion).
+    """
+
+    def __init__(
+        self,
+        n_latent: int,
+        n_output: int,
+        n_batch: int,
+        likelihood: str,
+        n_hidden: int,
+        n_layers: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.body = FCLayers(
+            n_in=n_latent,
+            n_out=n_hidden,
+            n_cat_list=[n_batch],
+            n_layers=n_layers,
+            n_hidden=n_hidden,
+            dropout_rate=dropout,
+            inject_covariates=True,
+            activation_fn=nn.LeakyReLU,
+        )
+        self.head = BatchLikelihoodDecoder(n_hidden, n_output, n_batch, likelihood)
+
+    def forward(
+        self, u: torch.Tensor, batch_index: torch.Tensor, library: torch.Tensor | None
+    ) -> Distribution:
+        b = batch_index.long().view(-1, 1)
+        return self.head(self.body(u, b), b, library)
+
+
+class CLUEModule(BaseModuleClass):
+    """Cross-linked variational autoencoders for modality-incomplete multi-omics (CLUE).
+
+    **Encoders.** For ``K`` modalities, each source modality ``k`` has a
+    :class:`CrossEncoder`: ``K`` element encoders, element ``i`` the variational
+    posterior ``q(z_i | x_k)`` of the latent block that modality ``i`` decodes. A cell's
+    embedding from modality ``k`` is ``u_k = (z_1, ..., z_K)``, ``K * n_latent``
+    dimensions; "self" blocks (``i = k``) reconstruct the source, "cross" blocks
+    (``i != k``) predict the other modalities.
+
+    **Decoders.** Per modality an MLP with the batch injected at every layer and a
+    likelihood with batch-specific scale, bias and dispersion (negative binomial for
+    counts; ZINB, Bernoulli (on ``x > 0``), Normal and zero-inflated log-normal too). Count
+    likelihoods use the observed library size of the profile they score.
+
+    **Joint embedding** of a cell from the modalities it has: ``"mean"`` (published code):
+    the mean of the sampled, L2-normalised ``u_k``, normalised again; ``"poe"`` (the
+    paper's eq. 6): per latent block the product of the Gaussian experts ``q(z_i | x_k)``
+    and the prior ``N(0, I)``, sampled (then normalised if ``normalize``).
+
+    **Generator objective** (:meth:`loss`), every term over the cells that have the
+    modalities it needs (``mask_<m>`` of the padded MuData)::
+
+        w_data  * sum_k w_k [NLL_k(x_k | block k of u_k) + w_kl * KL(q(u_k) || N(0, I)) / F_k]
+      + w_joint * sum_k w_k NLL_k(x_k | block k of the joint embedding)      (joint cross)
+      + w_real  * sum_{t != s} w_t NLL_t(x_t | block t of u_s)  (cells with s and t; real cross)
+      + w_align * alignment(u_k, joint)        (cosine: sum_k 1 - cos; mse: paper's eq. 9)
+      + w_class * CE(classifier(mean of u_k), labels)                       (optional)
+      - w_adv   * CE(D(mean of u_k + noise, batch), modality)         (fool the discriminator)
+
+    with ``NLL`` the mean negative log-likelihood per feature and ``F_k`` the number of
+    features. The ``K``-way discriminator ``D`` minimises ``w_adv * CE`` on the same
+    inputs (:meth:`discriminator_loss`); during the burn-in its inputs carry Gaussian
+    noise whose scale falls linearly from 1 to 0 (:meth:`set_epoch`).
+
+    Parameters
+    ----------
+    modalities
+        Modality names, in order (``K >= 2``).
+    n_input
+        Features of each modality.
+    likelihoods
+        Likelihood of each modality (``{modality: name}``).
+    normalization
+        Encoder input transform per modality (``"log"``, ``"clr"``, ``"none"``; see
+        :class:`~scmint.nn.FeatureScalerLayer`).
+    n_batch
+        Number of batches.
+    n_latent
+        Dimension of one latent block ``d`` (embedding ``K * d``).
+    n_hidden, n_layers, dropout
+        Width, depth and dropout of encoders, decoders and discriminator.
+    n_classes
+        Classes of the optional classifier (0: none).
+    class_of_code
+        Class of each registered label code (``-1``: unlabelled).
+    joint
+        ``"mean"`` or ``"poe"`` (see above).
+    normalize
+        L2-normalise the sampled ``u_k`` and the joint embedding (published default).
+    alignment
+        ``"cosine"`` (published code) or ``"mse"`` (paper).
+    data_weight, kl_weight, joint_cross_weight, real_cross_weight, alignment_weight,
+    adversarial_weight, classifier_weight
+        Weights of the terms above (published: 1, 1, 0.02, 0.02, 0.02, 0.02, 0.02).
+    modality_weights
+        ``w_k`` per modality (default 1).
+    burnin_epochs
+        Epochs over which the discriminator's input noise anneals to 0.
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        n_input: Sequence[int],
+        likelihoods: Mapping[str, str],
+        normalization: Mapping[str, str],
+        n_batch: int = 1,
+        n_latent: int = 50,
+        n_hidden: int = 256,
+        n_layers: int = 2,
+        dropout: float = 0.2,
+        n_classes: int = 0,
+        class_of_code: Sequence[int] | None = None,
+        joint: JointRule = "mean",
+        normalize: bool = True,
+        alignment: Alignment = "cosine",
+        data_weight: float = 1.0,
+        kl_weight: float = 1.0,
+        joint_cross_weight: float = 0.02,
+        real_cross_weight: float = 0.02,
+        alignment_weight: float = 0.02,
+        adversarial_weight: float = 0.02,
+        classifier_weight: float = 0.02,
+        modality_weights: Mapping[str, float] | None = None,
+        burnin_epochs: int = 12,
+    ) -> None:
+        super().__init__()
+        self.modalities = list(modalities)
+        k = len(self.modalities)
+        if k < 2:
+            raise ValueError(f"CLUE needs two or more modalities, got {self.modalities}.")
+        if joint not in JOINT_RULES:
+            raise ValueError(f"joint must be one of {JOINT_RULES}, got {joint!r}.")
+        if alignment not in ALIGNMENTS:
+            raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}.")
+        self.n_input = [int(n) for n in n_input]
+        self.likelihoods = {m: likelihoods[m] for m in self.modalities}
+        self.n_batch = max(int(n_batch), 1)
+        self.n_latent_block = int(n_latent)
+        self.n_latent = k * self.n_latent_block
+        self.n_classes = int(n_classes)
+        self.joint_rule = joint
+        self.normalize = bool(normalize)
+        self.alignment = alignment
+        self.data_weight = float(data_weight)
+        self.kl_weight = float(kl_weight)
+        self.joint_cross_weight = float(joint_cross_weight)
+        self.real_cross_weight = float(real_cross_weight)
+        self.alignment_weight = float(alignment_weight)
+        self.adversarial_weight = float(adversarial_weight)
+        self.classifier_weight = float(classifier_weight) if self.n_classes > 1 else 0.0
+        weights = dict(modality_weights or {})
+        self.modality_weights = {m: float(weights.get(m, 1.0)) for m in self.modalities}
+        self.burnin_epochs = int(burnin_epochs)
+        self.anneal = 0.0
+
+        self.inputs = nn.ModuleDict(
+            {
+                m: FeatureScalerLayer(n, normalization[m], max_value=None)
+                for m, n in zip(self.modalities, self.n_input, strict=True)
+            }
+        )
+        self.encoders = nn.ModuleDict(
+            {
+                m: CrossEncoder(n, k, self.n_latent_block, n_hidden, n_layers, dropout)
+                for m, n in zip(self.modalities, self.n_input, strict=True)
+            }
+        )
+        self.decoders = nn.ModuleDict(
+            {
+                m: CLUEDecoder(
+                    self.n_latent_block,
+                    n,
+                    self.n_batch,
+                    self.likelihoods[m],
+                    n_hidden,
+                    n_layers,
+                    dropout,
+                )
+                for m, n in zip(self.modalities, self.n_input, strict=True)
+            }
+        )
+        self.discriminator = (
+            ModalityDiscriminator(
+                self.n_latent + self.n_batch,
+                k,
+                (n_hidden,) * n_layers,
+                output_activation=None,
+                dropout=dropout,
+            )
+            if self.adversarial_weight > 0
+            else None
+        )
+        self.classifier = (
+            nn.Linear(self.n_latent, self.n_classes) if self.classifier_weight > 0 else None
+        )
+        codes = list(class_of_code) if class_of_code is not None else [-1]
+        self.register_buffer("class_of_code", torch.as_tensor(codes, dtype=torch.long))
+
+    # ------------------------------------------------------------------ schedule
+    def set_epoch(self, epoch: int) -> None:
+        """Anneal the discriminator's input noise: ``max(1 - epoch / burnin_epochs, 0)``."""
+        burnin = self.burnin_epochs
+        self.anneal = max(1.0 - epoch / burnin, 0.0) if burnin > 0 else 0.0
+
+    # ------------------------------------------------------------------ networks
+    def _unit(self, u: torch.Tensor) -> torch.Tensor:
+        return F.normalize(u, dim=1) if self.normalize else u
+
+    def encode(self, x: torch.Tensor, modality: str) -> Normal:
+        """``q(u | x)`` of registered (e.g. count) values ``x`` of ``modality``."""
+        return self.encoders[modality](self.inputs[modality](x))
+
+    def embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """Embedding of ``x``: the posterior mean of ``u`` (L2-normalised if ``normalize``)."""
+        return self._unit(self.encode(x, modality).loc)
+
+    def block(self, u: torch.Tensor, modality: str) -> torch.Tensor:
+        """The latent block of ``u`` that ``modality``'s decoder reads."""
+        i = self.modalities.index(modality)
+        d = self.n_latent_block
+        return u[:, i * d : (i + 1) * d]
+
+    def decode(
+        self,
+        u: torch.Tensor,
+        modality: str,
+        batch_index: torch.Tensor,
+        library: torch.Tensor | None = None,
+    ) -> Distribution:
+        """``p(x_modality | block of u)`` for full embeddings ``u`` (``K * d`` columns)."""
+        return self.decoders[modality](self.block(u, modality), batch_index, library)
+
+    def classify(self, u: torch.Tensor) -> torch.Tensor:
+        """Class logits of embeddings (needs a classifier)."""
+        if self.classifier is None:
+            raise RuntimeError("This module has no classifier (no classes, or weight 0).")
+        return self.classifier(u)
+
+    def discriminator_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the modality discriminator (none when adversarial is off)."""
+        if self.discriminator is None:
+            return iter(())
+        return self.discriminator.parameters()
+
+    def combine(
+        self, loc: torch.Tensor, scale: torch.Tensor, mask: torch.Tensor, sample: bool
+    ) -> torch.Tensor:
+        """Joint embedding of rows from their per-modality posteriors.
+
+        Parameters
+        ----------
+        loc, scale
+            ``(n, K, K * d)`` posterior means and standard deviations of ``u_k`` (any
+            value where the modality is absent).
+        mask
+            ``(n, K)`` which modalities each row has.
+        sample
+            Draw ``u_k`` (training) instead of using the means.
+
+        Returns
+        -------
+        ``(n, K * d)`` joint embedding (rows without any modality are zero).
+        """
+        m = mask.to(loc.dtype).unsqueeze(-1)
+        if self.joint_rule == "poe":
+            precision = m / scale.pow(2)
+            total = 1.0 + precision.sum(1)
+            mean = (precision * loc).sum(1) / total
+            joint = mean + torch.randn_like(mean) / total.sqrt() if sample else mean
+            return self._unit(joint)
+        u = loc + scale * torch.randn_like(loc) if sample else loc
+        u = self._unit(u.flatten(0, 1)).view_as(u)
+        return self._unit((u * m).sum(1) / m.sum(1).clamp(min=1.0))
+
+    # ------------------------------------------------------------------ scvi contract
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict:
+        return {
+            "x": {m: tensors[data_key(m)] for m in self.modalities},
+            "mask": {m: tensors[mask_key(m)] for m in self.modalities},
+        }
+
+    def inference(
+        self, x: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor]
+    ) -> dict[str, dict[str, torch.Tensor] | dict[str, Normal]]:
+        """Posteriors ``q(u_k | x_k)`` of each modality's rows of the minibatch."""
+        has, qu = {}, {}
+        for m in self.modalities:
+            has[m] = mask[m].view(-1) > 0.5
+            qu[m] = self.encode(x[m][has[m]], m)
+        return {"qu": qu, "has": has}
+
+    def _get_generative_input(self, tensors, inference_outputs, **kwargs) -> dict:
+        return {}
+
+    def generative(self) -> dict:
+        """Decoding happens in :meth:`loss`, once per term."""
+        return {}
+
+    # ------------------------------------------------------------------ losses
+    def _target(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        """Values a likelihood scores: ``x > 0`` for Bernoulli, ``x`` otherwise."""
+        return (x > 0).to(x.dtype) if self.likelihoods[modality] == "bernoulli" else x
+
+    def _nll(
+        self, u: torch.Tensor, x: torch.Tensor, modality: str, batch_index: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean NLL per feature of ``x`` (rows) under ``modality``'s decoder from ``u``.
+
+        In training a term needs two or more rows (the decoder's batch norm estimates
+        statistics from the rows); with fewer it is 0 for this minibatch.
+        """
+        if self.training and x.shape[0] < 2:
+            return u.new_zeros(())
+        library = None
+        if self.likelihoods[modality] in COUNT_LIKELIHOODS:
+            library = x.sum(1, keepdim=True).clamp(min=1.0)
+        dist = self.decode(u, modality, batch_index, library)
+        return -dist.log_prob(self._target(x, modality)).mean()
+
+    def _discriminator_scores(
+        self,
+        qu: Mapping[str, Normal],
+        has: Mapping[str, torch.Tensor],
+        batch: torch.Tensor,
+        detach: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Discriminator logits of the posterior means (noisy in burn-in), and modalities."""
+        present = [m for m in self.modalities if has[m].any()]
+        u = torch.cat([qu[m].loc for m in present])
+        if detach:
+            u = u.detach()
+        if self.anneal > 0:
+            u = u + self.anneal * torch.randn_like(u)
+        b = torch.cat([batch[has[m]] for m in present]).long().view(-1)
+        onehot = F.one_hot(b, self.n_batch).to(u.dtype)
+        index = torch.cat(
+            [
+                torch.full((int(has[m].sum()),), self.modalities.index(m), device=u.device)
+                for m in present
+            ]
+        )
+        return self.discriminator(torch.cat([u, onehot], 1)), index
+
+    def _adversarial(self, qu, has, batch, detach: bool = False) -> torch.Tensor | None:
+        if self.discriminator is None or sum(bool(h.any()) for h in has.values()) < 2:
+            return None
+        scores, index = self._discriminator_scores(qu, has, batch, detach)
+        return cross_entropy_gan_loss(scores, index, len(self.modalities))
+
+    def _scatter(
+        self, qu: Mapping[str, Normal], has: Mapping[str, torch.Tensor], n: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(n, K, K * d)`` locs and scales (ones where absent) and the ``(n, K)`` mask."""
+        ref = next(iter(qu.values())).loc
+        k = len(self.modalities)
+        loc = ref.new_zeros((n, k, self.n_latent))
+        scale = ref.new_ones((n, k, self.n_latent))
+        for i, m in enumerate(self.modalities):
+            loc[has[m], i] = qu[m].loc
+            scale[has[m], i] = qu[m].scale
+        mask = torch.stack([has[m] for m in self.modalities], 1)
+        return loc, scale, mask
+
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict,
+        generative_outputs: dict,
+    ) -> LossOutput:
+        """The generator objective and its parts (see the class docstring)."""
+        qu, has = inference_outputs["qu"], inference_outputs["has"]
+        x = {m: tensors[data_key(m)] for m in self.modalities}
+        batch = tensors[REGISTRY_KEYS.BATCH_KEY].long().view(-1)
+        n = int(batch.shape[0])
+        loc, scale, mask = self._scatter(qu, has, n)
+        # one sample of every u_k, normalised, scattered into (n, K, K d)
+        u = self._unit((loc + scale * torch.randn_like(loc)).flatten(0, 1)).view_as(loc)
+        joint = self.combine(loc, scale, mask, sample=True)
+        present = [m for m in self.modalities if has[m].any()]
+        zero = loc.new_zeros(())
+        metrics: dict[str, torch.Tensor] = {}
+
+        data = zero
+        for m in present:
+            i = self.modalities.index(m)
+            nll = self._nll(u[has[m], i], x[m][has[m]], m, batch[has[m]])
+            prior = Normal(torch.zeros_like(qu[m].loc), torch.ones_like(qu[m].scale))
+            kl = kl_divergence(qu[m], prior).sum(1).mean() / x[m].shape[1]
+            metrics[f"nll_{m}"] = nll.detach()
+            metrics[f"kl_{m}"] = kl.detach()
+            data = data + self.modality_weights[m] * (nll + self.kl_weight * kl)
+        metrics["self_elbo_loss"] = data.detach()
+        total = self.data_weight * data
+
+        if self.joint_cross_weight > 0:
+            jc = zero
+            for m in present:
+                jc = jc + self.modality_weights[m] * self._nll(
+                    joint[has[m]], x[m][has[m]], m, batch[has[m]]
+                )
+            metrics["joint_cross_loss"] = jc.detach()
+            total = total + self.joint_cross_weight * jc
+
+        if self.real_cross_weight > 0:
+            rc, n_pairs = zero, 0
+            for t in self.modalities:
+                for s_i, s in enumerate(self.modalities):
+                    both = has[s] & has[t]
+                    if s == t or not both.any():
+                        continue
+                    rc = rc + self.modality_weights[t] * self._nll(
+                        u[both, s_i], x[t][both], t, batch[both]
+                    )
+                    n_pairs += 1
+            if n_pairs:
+                metrics["real_cross_loss"] = rc.detach()
+                total = total + self.real_cross_weight * rc
+
+        if self.alignment_weight > 0:
+            align = self._alignment(u, joint, mask)
+            metrics["alignment_loss"] = align.detach()
+            total = total + self.alignment_weight * align
+
+        if self.classifier is not None:
+            ce = self._classification(tensors, qu, has)
+            if ce is not None:
+                metrics["classification_loss"] = ce.detach()
+                total = total + self.classifier_weight * ce
+
+        metrics["vae_loss"] = total.detach()
+        adv = self._adversarial(qu, has, batch)
+        if adv is not None:
+            metrics["adversarial_loss"] = adv.detach()
+            total = total - self.adversarial_weight * adv
+        return LossOutput(loss=total, n_obs_minibatch=n, extra_metrics=metrics)
+
+    def _alignment(self, u: torch.Tensor, joint: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Cosine (published code) or MSE-to-the-mean (paper) alignment of ``u_k``."""
+        if self.alignment == "cosine":
+            terms = [
+                1.0 - F.cosine_similarity(u[mask[:, i], i], joint[mask[:, i]]).mean()
+                for i in range(len(self.modalities))
+                if mask[:, i].any()
+            ]
+            return torch.stack(terms).sum()
+        m = mask.to(u.dtype).unsqueeze(-1)
+        count = m.sum(1)
+        rows = count.view(-1) > 0
+        mean = (u * m).sum(1) / count.clamp(min=1.0)
+        spread = ((u - mean.unsqueeze(1)).pow(2) * m).sum((1, 2)) / count.view(-1).clamp(min=1.0)
+        return spread[rows].mean()
+
+    def _classification(self, tensors, qu, has) -> torch.Tensor | None:
+        codes = tensors[REGISTRY_KEYS.LABELS_KEY].long().view(-1)
+        classes = self.class_of_code[codes]
+        logits, target = [], []
+        for m in self.modalities:
+            labelled = has[m] & (classes >= 0)
+            if labelled.any():
+                rows = labelled[has[m]]
+                logits.append(self.classifier(qu[m].loc[rows]))
+                target.append(classes[labelled])
+        if not logits:
+            return None
+        return F.cross_entropy(torch.cat(logits), torch.cat(target))
+
+    def discriminator_loss(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict
+    ) -> torch.Tensor | None:
+        """``w_adv`` times the discriminator's cross-entropy on (detached) posterior means."""
+        batch = tensors[REGISTRY_KEYS.BATCH_KEY].long().view(-1)
+        adv = self._adversarial(
+            inference_outputs["qu"], inference_outputs["has"], batch, detach=True
+        )
+        return None if adv is None else self.adversarial_weight * adv

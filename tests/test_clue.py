@@ -1,0 +1,331 @@
+"""CLUE: cross-linked encoders, joint rules, losses with missing modalities, and real data."""
+
+import warnings
+
+import mudata as md
+import numpy as np
+import pytest
+import scvi
+import torch
+from threadpoolctl import threadpool_limits
+
+import scmint
+from scmint.benchmark import make_split, score_split
+from scmint.benchmark._methods import fit_scmint_model
+from scmint.data import data_key, mask_key
+from scmint.metrics import foscttm, label_transfer_accuracy
+from scmint.model import CLUE
+from scmint.model.clue import CLUEModule
+from scmint.train import progress_epochs
+
+QUIET = {"enable_progress_bar": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny problems: one thread is much faster than two on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(n)
+
+
+def _fit(split, epochs: int, **kwargs):
+    train = {"early_stopping": False, **QUIET}
+    return fit_scmint_model(split, "CLUE", max_epochs=epochs, train_kwargs=train, **kwargs)
+
+
+def _lognorm(x) -> np.ndarray:
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+    return np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1) * 1e4)
+
+
+def _row_corr(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    return float(np.mean((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))))
+
+
+@pytest.fixture(scope="module")
+def cite_p1():
+    split = make_split("bmmc_cite_starter", "P1")
+    result = _fit(split, 40)
+    return split, result
+
+
+# --------------------------------------------------------------------------- module
+def _module(k: int = 2, **kwargs) -> CLUEModule:
+    mods = ["rna", "atac", "adt"][:k]
+    torch.manual_seed(0)
+    return CLUEModule(
+        mods,
+        [12, 9, 5][:k],
+        likelihoods=dict(zip(mods, ["nb", "bernoulli", "normal"], strict=False)),
+        normalization=dict(zip(mods, ["log", "log", "none"], strict=False)),
+        n_batch=2,
+        n_latent=4,
+        n_hidden=16,
+        **kwargs,
+    )
+
+
+def _tensors(module: CLUEModule, n: int = 10, seed: int = 0) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for m, g in zip(module.modalities, module.n_input, strict=True):
+        x = torch.poisson(torch.full((n, g), 3.0), generator=gen)
+        if module.likelihoods[m] == "normal":
+            x = torch.randn(n, g, generator=gen)
+        out[data_key(m)] = x
+        out[mask_key(m)] = torch.ones(n, 1)
+    out[scvi.REGISTRY_KEYS.BATCH_KEY] = torch.randint(0, 2, (n, 1), generator=gen).float()
+    out[scvi.REGISTRY_KEYS.LABELS_KEY] = torch.zeros(n, 1)
+    return out
+
+
+def _loss(module: CLUEModule, tensors: dict, seed: int = 0):
+    torch.manual_seed(seed)
+    inference = module.inference(**module._get_inference_input(tensors))
+    return module.loss(tensors, inference, {}), inference
+
+
+def test_encoder_matrix_and_blocks():
+    module = _module(3)
+    assert module.n_latent == 12 and module.n_latent_block == 4
+    x = torch.poisson(torch.full((6, 9), 2.0))
+    q = module.encode(x, "atac")
+    assert q.loc.shape == (6, 12) and (q.scale > 0).all()
+    # block i of u is what modality i's decoder reads
+    u = torch.randn(6, 12)
+    torch.testing.assert_close(module.block(u, "adt"), u[:, 8:12])
+    module.eval()
+    torch.testing.assert_close(module.embed(x, "atac").norm(dim=1), torch.ones(6))
+    dist = module.decode(u, "rna", torch.zeros(6), torch.full((6, 1), 100.0))
+    torch.testing.assert_close(dist.mean.sum(1), torch.full((6,), 100.0), rtol=1e-4, atol=1e-3)
+    assert module.decode(u, "atac", torch.zeros(6)).mean.max() <= 1  # Bernoulli probabilities
+
+
+def test_joint_rules():
+    loc = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[2.0, 2.0], [9.0, 9.0]]])
+    scale = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[0.5, 0.5], [1.0, 1.0]]])
+    mask = torch.tensor([[True, True], [True, False]])
+    mean = _module(normalize=False)
+    # masked mean: the absent modality's values take no part
+    torch.testing.assert_close(
+        mean.combine(loc, scale, mask, sample=False), torch.tensor([[0.5, 0.5], [2.0, 2.0]])
+    )
+    unit = _module()
+    torch.testing.assert_close(
+        unit.combine(loc, scale, mask, sample=False).norm(dim=1), torch.ones(2)
+    )
+    poe = _module(joint="poe", normalize=False)
+    # product of the experts present and the N(0, 1) prior: precision-weighted mean
+    torch.testing.assert_close(
+        poe.combine(loc, scale, mask, sample=False),
+        torch.tensor([[1 / 3, 1 / 3], [2.0 * 4 / 5, 2.0 * 4 / 5]]),
+    )
+
+
+def test_missing_modality_takes_no_part():
+    module = _module()
+    tensors = _tensors(module)
+    tensors[mask_key("atac")][:4] = 0.0  # four RNA-only cells
+    base, _ = _loss(module, tensors)
+    changed = {k: v.clone() for k, v in tensors.items()}
+    changed[data_key("atac")][:4] = 50.0  # what sits in the padding must not matter
+    again, _ = _loss(module, changed)
+    torch.testing.assert_close(base.loss, again.loss)
+    for key in ("self_elbo_loss", "joint_cross_loss", "real_cross_loss", "alignment_loss"):
+        assert key in base.extra_metrics and torch.isfinite(base.extra_metrics[key])
+    # a paired cell's ATAC profile does count
+    changed[data_key("atac")][5] = 50.0
+    third, _ = _loss(module, changed)
+    assert not torch.allclose(base.loss, third.loss)
+    # no cell with both modalities: no real-cross term
+    solo = {k: v.clone() for k, v in tensors.items()}
+    solo[mask_key("rna")][4:] = 0.0
+    out, _ = _loss(module, solo)
+    assert "real_cross_loss" not in out.extra_metrics
+
+
+def test_adversarial_terms_and_noise_annealing():
+    module = _module(3).eval()  # no dropout: both passes see the same discriminator
+    tensors = _tensors(module)
+    out, inference = _loss(module, tensors)
+    disc = module.discriminator_loss(tensors, inference)
+    adv = out.extra_metrics["adversarial_loss"]
+    # the generator maximises what the discriminator minimises (published sign)
+    torch.testing.assert_close(disc.detach(), module.adversarial_weight * adv, rtol=1e-4, atol=0)
+    torch.testing.assert_close(out.loss, out.extra_metrics["vae_loss"] - 0.02 * adv)
+    module.burnin_epochs = 4
+    module.set_epoch(0)
+    assert module.anneal == 1.0
+    module.set_epoch(2)
+    assert module.anneal == 0.5
+    module.set_epoch(9)
+    assert module.anneal == 0.0
+    off = _module(adversarial_weight=0.0)
+    assert off.discriminator is None and list(off.discriminator_parameters()) == []
+    out, inference = _loss(off, _tensors(off))
+    assert "adversarial_loss" not in out.extra_metrics
+    assert off.discriminator_loss(_tensors(off), inference) is None
+
+
+def test_alignment_choices():
+    tensors = _tensors(_module())
+    cos = _loss(_module(), tensors)[0].extra_metrics["alignment_loss"]
+    mse = _loss(_module(alignment="mse"), tensors)[0].extra_metrics["alignment_loss"]
+    assert cos > 0 and mse > 0 and not torch.isclose(cos, mse)
+    with pytest.raises(ValueError, match="alignment"):
+        _module(alignment="l1")
+    with pytest.raises(ValueError, match="joint"):
+        _module(joint="max")
+
+
+def test_progress_schedule():
+    # GLUE's rule: progress / (lr x minibatches per epoch), at least `progress` epochs
+    assert progress_epochs(72, 2e-3, 72) == 500
+    assert progress_epochs(72, 2e-3, 4) == 1000  # capped
+    assert progress_epochs(72, 2e-3, 10_000) == 72
+
+
+# --------------------------------------------------------------------------- real data
+def test_p1_cite_alignment_and_translation(cite_p1):
+    split, result = cite_p1
+    scores = score_split(split, result.embeddings)
+    assert scores["foscttm"] < 0.2, scores  # measured 0.09 after 40 epochs (CCA 0.16)
+    assert scores["label_transfer_a_to_b"] > 0.4 and scores["label_transfer_b_to_a"] > 0.4
+    # ADT of the held-out cells predicted from their RNA alone
+    pred, space = result.translate("rna", "adt")
+    assert space == "counts" and pred.shape == split.query["adt"].shape
+    rows_a, rows_b = split.pairs
+    measured = _lognorm(split.query["adt"].X[rows_b])
+    predicted = _lognorm(pred[rows_a])
+    baseline = np.broadcast_to(_lognorm(split.train.mod["adt"].X).mean(0), measured.shape)
+    own, base = _row_corr(predicted, measured), _row_corr(baseline, measured)
+    assert own > base + 0.05, (own, base)
+    per_protein = [np.corrcoef(predicted[:, j], measured[:, j])[0, 1] for j in range(20)]
+    assert np.nanmean(per_protein) > 0.3, per_protein
+
+
+def test_p1_multiome():
+    split = make_split("bmmc_multiome_starter", "P1")
+    result = _fit(split, 40)
+    fos = foscttm(
+        *(result.embeddings[m][r] for m, r in zip(split.modalities, split.pairs, strict=True))
+    )
+    assert fos < 0.35, fos
+
+
+def test_p3_mosaic_label_transfer(pbmc_mosaic):
+    split = make_split("pbmc_mosaic", "P3")
+    result = _fit(split, 40, joint="poe")
+    z_rna, z_adt = (result.embeddings[m] for m in split.modalities)
+    y_rna = split.query["rna"].obs[split.labels_key].to_numpy()
+    y_adt = split.query["adt"].obs[split.labels_key].to_numpy()
+    chance = max(np.mean(y_adt == c) for c in np.unique(y_adt))
+    acc = label_transfer_accuracy(z_rna, y_rna, z_adt, y_adt)
+    assert acc > chance + 0.3, (acc, chance)
+
+
+def test_model_api_on_mosaic(pbmc_mosaic):
+    mdata = scmint.data.pad_mudata(pbmc_mosaic.copy())
+    CLUE.setup_mudata(mdata, batch_key="batch", labels_key="cell_type")
+    scvi.settings.seed = 0
+    model = CLUE(mdata, likelihood={"adt": "normal"}, normalization={"adt": "clr"})
+    model.train(max_epochs=3, **QUIET)
+    for key in ("real_cross_loss_train", "discriminator_loss_train", "vae_loss_validation"):
+        assert key in model.history, key
+    assert model.module.burnin_epochs == 1
+    z = model.get_latent_representation()
+    assert z.shape == (mdata.n_obs, 100) and np.isfinite(z).all()
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-4)
+    rna_only = np.flatnonzero(~mdata.obs["has_adt"].to_numpy().astype(bool))
+    assert rna_only.size
+    z_rna = model.get_latent_representation(modality="rna", indices=rna_only)
+    np.testing.assert_allclose(z[rna_only], z_rna, atol=1e-5)  # one modality: joint = its own
+    with pytest.raises(ValueError, match="not measured in 'adt'"):
+        model.get_latent_representation(modality="adt", indices=rna_only)
+    adt = model.translate(source="rna", target="adt", indices=rna_only)
+    assert adt.shape == (rna_only.size, mdata["adt"].n_vars) and np.isfinite(adt.X).all()
+    counts = model.translate(source="joint", target="rna", library=2000.0, batch="p3_0")
+    np.testing.assert_allclose(counts.X.sum(1), 2000.0, rtol=1e-3)
+    with pytest.raises(ValueError, match="not measured in 'adt'"):
+        model.translate(source="rna", target="adt", indices=rna_only, library="observed")
+    with pytest.raises(KeyError, match="Unknown batch"):
+        model.translate(source="rna", target="adt", batch="nowhere")
+    labels = model.predict(modality="joint")
+    assert labels.shape == (mdata.n_obs,) and set(labels) <= set(model.classes_)
+    genes = list(mdata["rna"].var_names[:30])
+    same = model.perturb(modality="rna", features=genes, factor=1.0, indices=rna_only)
+    np.testing.assert_allclose(same.obs["shift_norm"], 0.0, atol=1e-5)
+    knock = model.perturb(
+        modality="rna", features=genes, factor=0.0, indices=rna_only, target="adt"
+    )
+    assert knock.shape == (rna_only.size, mdata["adt"].n_vars)
+    assert (knock.obs["shift_norm"] > 1e-4).mean() > 0.5
+    np.testing.assert_allclose(
+        knock.X, knock.layers["translated_perturbed"] - knock.layers["translated"], atol=1e-5
+    )
+
+
+def test_save_load_round_trip(cite_p1, tmp_path):
+    split, _ = cite_p1
+    mdata = scmint.data.pad_mudata(split.train)
+    CLUE.setup_mudata(mdata, batch_key=split.batch_key)
+    scvi.settings.seed = 0
+    model = CLUE(mdata, joint="poe", n_latent=8)
+    model.train(max_epochs=2, **QUIET)
+    before = model.get_latent_representation(split.query["adt"], modality="adt")
+    model.save(tmp_path / "clue", overwrite=True)
+    loaded = CLUE.load(tmp_path / "clue", adata=mdata)
+    after = loaded.get_latent_representation(split.query["adt"], modality="adt")
+    np.testing.assert_allclose(before, after, atol=1e-6)
+    assert loaded.module.joint_rule == "poe" and loaded.module.n_latent == 16
+
+
+def test_bad_input_raises_before_training(bmmc_multiome):
+    padded = scmint.data.pad_mudata(bmmc_multiome)
+    with pytest.raises(TypeError, match="setup_mudata"):
+        CLUE.setup_anndata(padded["rna"])
+    noisy = padded.copy()
+    noisy.mod["rna"].X = noisy.mod["rna"].X * 0.5
+    with pytest.raises(ValueError, match="integer"):
+        CLUE.setup_mudata(noisy)
+    nan = padded.copy()
+    nan.mod["atac"].X = nan.mod["atac"].X.toarray()
+    nan.mod["atac"].X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN|finite"):
+        CLUE.setup_mudata(nan)
+    with pytest.raises(ValueError, match="pad"):
+        CLUE.setup_mudata(md.MuData({"rna": padded["rna"][:10], "atac": padded["atac"][5:15]}))
+    CLUE.setup_mudata(padded, batch_key="batch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(ValueError, match="likelihood"):
+            CLUE(padded, likelihood="poisson")
+        with pytest.raises(KeyError, match="not among"):
+            CLUE(padded, likelihood={"adt": "nb"})
+        with pytest.raises(ValueError, match="joint"):
+            CLUE(padded, joint="sum")
+        with pytest.raises(ValueError, match="kl_weight"):
+            CLUE(padded, kl_weight=-1.0)
+        with pytest.raises(ValueError, match="n_latent"):
+            CLUE(padded, n_latent=0)
+        model = CLUE(padded)
+    with pytest.raises(ValueError, match="train_size"):
+        model.train(max_epochs=1, train_size=1.0)
+    with pytest.raises(ValueError, match="lr"):
+        model.train(max_epochs=1, lr=0.0)
+    with pytest.raises(ValueError, match="no classifier"):
+        model.predict()
+    with pytest.raises(KeyError, match="Unknown modality"):
+        model.translate(source="protein", target="rna")
+    # non-integer values with a count likelihood fail at construction
+    floats = scmint.data.pad_mudata(bmmc_multiome)
+    floats.mod["atac"].X = floats.mod["atac"].X * 0.3
+    CLUE.setup_mudata(floats, count_modalities=["rna"])
+    with pytest.raises(ValueError, match="integer"):
+        CLUE(floats)
+    CLUE(floats, likelihood={"atac": "bernoulli"})  # x > 0 is what it scores
