@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from math import ceil, floor
 from typing import Any, Literal
 
 import anndata as ad
@@ -197,6 +198,27 @@ class MultiModalMixin:
         classes = [c for c in mapping if c != unlabeled]
         lookup = {c: i for i, c in enumerate(classes)}
         return classes, [lookup.get(c, -1) for c in mapping]
+
+    def _validation_cells(
+        self, train_size: float | None, validation_size: float | None, early_stopping: bool
+    ) -> int:
+        """Number of validation cells scvi-tools' splitter will hold out; checks the sizes.
+
+        Raises before training when ``train_size`` is out of range, or when early stopping
+        is asked for but no validation cells remain.
+        """
+        n = self.adata.n_obs
+        size = 0.9 if train_size is None else train_size
+        if not 0.0 < size <= 1.0:
+            raise ValueError(f"train_size must be in (0, 1], got {train_size}.")
+        n_val = n - ceil(size * n) if validation_size is None else floor(validation_size * n)
+        if early_stopping and n_val < 1:
+            raise ValueError(
+                "early_stopping watches the validation loss, which needs validation cells; "
+                f"train_size={train_size} leaves none of the {n} cells. Lower train_size or "
+                "pass early_stopping=False."
+            )
+        return n_val
 
     # ------------------------------------------------------------------ query cells
     def _check_modality(self, modality: str, joint: bool = False) -> None:

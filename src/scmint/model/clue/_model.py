@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from math import ceil, floor
+from math import ceil
 from typing import Any, Literal
 
 import anndata as ad
@@ -295,16 +295,7 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
         if not (np.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be a positive number, got {lr!r}.")
         n = self.adata.n_obs
-        size = 0.9 if train_size is None else train_size
-        if not 0.0 < size <= 1.0:
-            raise ValueError(f"train_size must be in (0, 1], got {train_size}.")
-        n_val = n - ceil(size * n) if validation_size is None else floor(validation_size * n)
-        if early_stopping and n_val < 1:
-            raise ValueError(
-                "early_stopping watches the validation loss, which needs validation cells; "
-                f"train_size={train_size} leaves none of the {n} cells. Lower train_size or "
-                "pass early_stopping=False."
-            )
+        n_val = self._validation_cells(train_size, validation_size, early_stopping)
         n_batches = ceil((n - n_val) / batch_size)
         if max_epochs is None:
             max_epochs = progress_epochs(TRAIN_PROGRESS, lr, n_batches)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from math import ceil, floor
 from typing import Any, Literal
 
 import anndata as ad
@@ -372,17 +371,7 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
             Passed to :class:`~scvi.train.Trainer` (e.g. ``early_stopping_monitor``,
             ``enable_progress_bar``, ``check_val_every_n_epoch``).
         """
-        n = self.adata.n_obs
-        size = 0.9 if train_size is None else train_size
-        if not 0.0 < size <= 1.0:
-            raise ValueError(f"train_size must be in (0, 1], got {train_size}.")
-        n_val = n - ceil(size * n) if validation_size is None else floor(validation_size * n)
-        if early_stopping and n_val < 1:
-            raise ValueError(
-                "early_stopping watches the validation loss, which needs validation cells; "
-                f"train_size={train_size} leaves none of the {n} cells. Lower train_size or "
-                "pass early_stopping=False."
-            )
+        n_val = self._validation_cells(train_size, validation_size, early_stopping)
         if n_val > 0:
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Mapping, Sequence
-from math import ceil, floor
+from math import ceil
 from typing import Any, Literal
 
 import anndata as ad
@@ -474,16 +474,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         if not (np.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be a positive number, got {lr!r}.")
         n = self.adata.n_obs
-        size = 0.9 if train_size is None else train_size
-        if not 0.0 < size <= 1.0:
-            raise ValueError(f"train_size must be in (0, 1], got {train_size}.")
-        n_val = n - ceil(size * n) if validation_size is None else floor(validation_size * n)
-        if early_stopping and n_val < 1:
-            raise ValueError(
-                "early_stopping watches validation losses, which need validation cells; "
-                f"train_size={train_size} leaves none of the {n} cells. Lower train_size or "
-                "pass early_stopping=False."
-            )
+        n_val = self._validation_cells(train_size, validation_size, early_stopping)
         n_batches = ceil((n - n_val) / batch_size)
         max_epochs = progress_epochs(48, lr, n_batches) if max_epochs is None else int(max_epochs)
         pretrain = max_epochs if pretrain_epochs is None else int(pretrain_epochs)
