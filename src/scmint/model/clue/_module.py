@@ -343,7 +343,11 @@ class CLUEModule(BaseModuleClass):
             joint = mean + torch.randn_like(mean) / total.sqrt() if sample else mean
             return self._unit(joint)
         u = loc + scale * torch.randn_like(loc) if sample else loc
-        u = self._unit(u.flatten(0, 1)).view_as(u)
+        return self.mean_joint(self._unit(u.flatten(0, 1)).view_as(u), mask)
+
+    def mean_joint(self, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The published joint rule: masked mean of ``(n, K, K * d)`` embeddings, normalised."""
+        m = mask.to(u.dtype).unsqueeze(-1)
         return self._unit((u * m).sum(1) / m.sum(1).clamp(min=1.0))
 
     # ------------------------------------------------------------------ scvi contract
@@ -449,7 +453,11 @@ class CLUEModule(BaseModuleClass):
         loc, scale, mask = self._scatter(qu, has, n)
         # one sample of every u_k, normalised, scattered into (n, K, K d)
         u = self._unit((loc + scale * torch.randn_like(loc)).flatten(0, 1)).view_as(loc)
-        joint = self.combine(loc, scale, mask, sample=True)
+        joint = (
+            self.mean_joint(u, mask)  # the same samples as the per-modality terms
+            if self.joint_rule == "mean"
+            else self.combine(loc, scale, mask, sample=True)
+        )
         present = [m for m in self.modalities if has[m].any()]
         zero = loc.new_zeros(())
         metrics: dict[str, torch.Tensor] = {}
