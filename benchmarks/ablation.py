@@ -22,7 +22,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-#: Default variants per method: Con-AAE's ablation (its Table 1) with each loss switched off.
+#: Default variants per method: Con-AAE's ablation (its Table 1) with each loss switched off;
+#: CLUE's choices the issue leaves to the benchmark (joint rule, alignment form) and its
+#: paper's ablation (cross terms, alignment, adversary).
 DEFAULT_VARIANTS = {
     "conaae": {
         "full": {},
@@ -36,6 +38,14 @@ DEFAULT_VARIANTS = {
             "adversarial_weight": 0.0,
             "beta": 0.0,
         },
+    },
+    "clue": {
+        "published (joint mean, cosine)": {},
+        "joint product of experts": {"joint": "poe"},
+        "alignment MSE (paper)": {"alignment": "mse"},
+        "no cross ELBO": {"joint_cross_weight": 0.0, "real_cross_weight": 0.0},
+        "no alignment term": {"alignment_weight": 0.0},
+        "no adversarial": {"adversarial_weight": 0.0},
     },
 }
 

@@ -132,6 +132,8 @@ def test_runner_appends_a_row(tmp_path):
     assert got["peak_memory_mb"] > 50 and got["train_time_s"] > 0
     assert got["device"].startswith(("cpu", "cuda"))
     assert json.loads(got["params"])["n_components"] == 20
+    # CCA does not translate: the translation columns are there, and empty
+    assert np.isnan(got["translation_cell_corr_a_to_b"]) and np.isnan(got["translation_time_s"])
     assert row["foscttm"] == pytest.approx(got["foscttm"])
 
 
@@ -205,3 +207,172 @@ def test_data_dir_env_override(monkeypatch, tmp_path):
     assert data_dir() == tmp_path.resolve()
     with pytest.raises(FileNotFoundError, match="SCMINT_DATA_DIR"):
         load_dataset("bmmc_cite_starter")
+
+
+# --------------------------------------------------------------------------- translation
+
+
+def _oracle(split, shuffle=False, space="counts"):
+    """A translator that returns each cell's measured partner profile (test only)."""
+    from scmint.metrics import log_normalize
+
+    a, _ = split.modalities
+    rows_a, rows_b = split.pairs
+
+    def translate(source, target):
+        src_rows, tgt_rows = (rows_a, rows_b) if source == a else (rows_b, rows_a)
+        partner = np.empty(split.query[source].n_obs, dtype=int)
+        partner[src_rows] = tgt_rows  # row of `target` paired with each `source` row
+        if shuffle:
+            partner = np.random.default_rng(0).permutation(partner)
+        x = _dense(split.query[target].X)[partner]
+        return (log_normalize(x) if space == "lognorm" else x), space
+
+    return translate
+
+
+@pytest.mark.parametrize("space", ["counts", "lognorm"])
+def test_score_translation_oracle_is_one_and_beats_baseline(cite_p1, space):
+    from scmint.benchmark import TRANSLATION_KEYS, score_translation
+
+    scores, seconds = score_translation(cite_p1, _oracle(cite_p1, space=space))
+    assert set(scores) == set(TRANSLATION_KEYS) and seconds >= 0
+    for tag in ("a_to_b", "b_to_a"):
+        assert scores[f"translation_feature_corr_{tag}"] == pytest.approx(1.0)
+        assert scores[f"translation_cell_corr_{tag}"] == pytest.approx(1.0)
+        assert 0.0 < scores[f"translation_cell_corr_baseline_{tag}"] < 0.99
+
+
+def test_score_translation_shuffled_is_near_zero_per_feature(cite_p1):
+    from scmint.benchmark import score_translation
+
+    scores, _ = score_translation(cite_p1, _oracle(cite_p1, shuffle=True))
+    for tag in ("a_to_b", "b_to_a"):
+        assert abs(scores[f"translation_feature_corr_{tag}"]) < 0.05
+        # a random other cell is no better than the mean profile
+        assert (
+            scores[f"translation_cell_corr_{tag}"] < scores[f"translation_cell_corr_baseline_{tag}"]
+        )
+
+
+def test_score_translation_follows_p2_pairs():
+    """P2 shuffles modality b: the scorer must compare each prediction with its true pair."""
+    from scmint.benchmark import score_translation
+
+    _need("bmmc_multiome_starter")
+    split = make_split("bmmc_multiome_starter", "P2")
+    assert not np.array_equal(split.pairs[0], split.pairs[1])
+    scores, _ = score_translation(split, _oracle(split))
+    assert scores["translation_cell_corr_a_to_b"] == pytest.approx(1.0)
+    assert scores["translation_feature_corr_b_to_a"] == pytest.approx(1.0)
+
+
+def test_score_translation_missing_direction_and_no_translator(cite_p1):
+    from scmint.benchmark import TRANSLATION_KEYS, score_translation
+
+    oracle = _oracle(cite_p1)
+    a, _ = cite_p1.modalities
+
+    def one_way(source, target):
+        return oracle(source, target) if source == a else None
+
+    scores, _ = score_translation(cite_p1, one_way)
+    assert scores["translation_cell_corr_a_to_b"] == pytest.approx(1.0)
+    assert np.isnan(scores["translation_cell_corr_b_to_a"])
+    assert np.isnan(scores["translation_cell_corr_baseline_b_to_a"])
+    scores, seconds = score_translation(cite_p1, None)
+    assert all(np.isnan(scores[k]) for k in TRANSLATION_KEYS) and np.isnan(seconds)
+    with pytest.raises(ValueError, match="expected"):
+        score_translation(cite_p1, lambda s, t: (np.zeros((3, 3)), "counts"))
+
+
+def test_sccross_translates_query_cells(cite_p1):
+    from scmint.benchmark import score_translation
+
+    result = run_method("sccross", cite_p1, max_epochs=2)
+    a, b = cite_p1.modalities
+    pred, space = result.translate(a, b)
+    assert space == "counts" and pred.shape == (cite_p1.query[a].n_obs, cite_p1.query[b].n_vars)
+    assert (np.asarray(pred) >= 0).all()
+    scores, _ = score_translation(cite_p1, result.translate)
+    assert all(-1 <= v <= 1 for v in scores.values())
+    assert result.params["gene_prior"] is None  # RNA + protein: no gene-peak links
+
+
+@pytest.mark.parametrize(
+    ("method", "dataset"), [("totalvi", "bmmc_cite_starter"), ("multivi", "bmmc_multiome_starter")]
+)
+def test_scvi_peers_translate(method, dataset):
+    from scmint.benchmark import score_translation
+
+    _need(dataset)
+    split = make_split(dataset, "P1")
+    result = run_method(method, split, max_epochs=2)
+    scores, _ = score_translation(split, result.translate)
+    for tag in ("a_to_b", "b_to_a"):
+        assert -1 <= scores[f"translation_cell_corr_{tag}"] <= 1
+        assert -1 <= scores[f"translation_feature_corr_{tag}"] <= 1
+
+
+def test_sccross_gene_prior_from_links(snare, bmmc_multiome):
+    from scmint.benchmark._methods import sccross_gene_matrices
+
+    _need("snare_mouse_cortex")
+    split = make_split("snare_mouse_cortex", "P1")
+    assert split.extra["gene_peak_links"].endswith("gene_peak_prior.npz")
+    gm = sccross_gene_matrices(split)
+    activity = gm["atac"]
+    assert list(activity.obs_names) == list(split.train.mod["atac"].obs_names)
+    assert list(activity.var_names) == list(split.train.mod["rna"].var_names)
+    links = sparse.load_npz(split.extra["gene_peak_links"])
+    expected = (split.train.mod["atac"].X[:5] @ links.T).toarray()
+    np.testing.assert_allclose(_dense(activity.X[:5]), expected)
+    assert sccross_gene_matrices(make_split("bmmc_multiome_starter", "P1")) is None
+
+
+def test_old_rows_without_translation_render(tmp_path):
+    csv = tmp_path / "results.csv"
+    pd.DataFrame([_row("totalvi")]).to_csv(csv, index=False)  # an old row: no new columns
+    new = _row("newmodel", stamp="2026-01-02T00:00:00Z") | {
+        "translation_feature_corr_a_to_b": 0.41,
+        "translation_cell_corr_a_to_b": 0.82,
+        "translation_cell_corr_baseline_a_to_b": 0.77,
+        "translation_time_s": 1.5,
+    }
+    append_row(new, csv)
+    df = pd.read_csv(csv)
+    assert set(FIELDS) <= set(df.columns)
+    old = df[df["method"] == "totalvi"].iloc[0]
+    assert np.isnan(old["translation_cell_corr_a_to_b"]) and np.isnan(old["translation_time_s"])
+    text = render(csv, tmp_path / "B.md", figures_dir=tmp_path / "figures")
+    assert (tmp_path / "figures" / "translation.png").stat().st_size > 0
+    assert "rna→adt per-feature r ↑" in text and "adt→rna per-cell r ↑" in text
+    assert "| newmodel | 0.410 | 0.820 | 0.770 | – | – | – | 1.500 |" in text
+    table = text.split("Translation (Pearson r")[1].split("\n\n")[1]
+    assert "totalvi" not in table  # no translation: not in the translation table
+
+
+@pytest.mark.parametrize(("method", "space"), [("conaae", "lognorm"), ("minnet", "counts")])
+def test_scmint_models_translate(cite_p1, method, space):
+    from scmint.benchmark import score_translation
+
+    train = {"early_stopping": False, "enable_progress_bar": False}
+    result = run_method(method, cite_p1, max_epochs=2, train_kwargs=train)
+    a, b = cite_p1.modalities
+    pred, got = result.translate(a, b)
+    assert got == space and pred.shape == (cite_p1.query[a].n_obs, cite_p1.query[b].n_vars)
+    scores, _ = score_translation(cite_p1, result.translate)
+    assert all(-1 <= v <= 1 for v in scores.values())
+
+
+def test_conaae_clr_target_is_not_scored(cite_p1):
+    """CONAAE's CLR output is not log1p(x / rowsum * 1e4): that direction is left out."""
+    from scmint.benchmark import score_translation
+
+    train = {"early_stopping": False, "enable_progress_bar": False}
+    result = run_method(
+        "conaae", cite_p1, max_epochs=1, train_kwargs=train, normalization={"adt": "clr"}
+    )
+    scores, _ = score_translation(cite_p1, result.translate)
+    assert np.isnan(scores["translation_cell_corr_a_to_b"])  # rna -> adt (CLR)
+    assert np.isfinite(scores["translation_cell_corr_b_to_a"])  # adt -> rna (log)

@@ -462,3 +462,149 @@ def test_errors():
         matching_score_from_matrix(-np.eye(3))
     with pytest.raises(ValueError, match="cluster_method"):
         nmi_ari(z, np.arange(20) % 2, cluster_method="louvain")
+
+
+# --------------------------------------------------------------------------- translation
+
+
+def _naive_lognorm(x):
+    x = np.asarray(x, dtype=np.float64)
+    total = x.sum(1, keepdims=True)
+    total[total == 0] = 1.0
+    return np.log1p(x / total * 1e4)
+
+
+def _naive_corr_rows(p, m):
+    """Pearson of row i of p with row i of m, NaN when either is constant."""
+    out = np.full(p.shape[0], np.nan)
+    for i in range(p.shape[0]):
+        if np.ptp(p[i]) > 0 and np.ptp(m[i]) > 0:
+            out[i] = np.corrcoef(p[i], m[i])[0, 1]
+    return out
+
+
+def _counts(n=60, g=25, seed=0):
+    rng = np.random.default_rng(seed)
+    rate = rng.gamma(2.0, 1.0, size=(1, g)) * rng.gamma(5.0, 0.2, size=(n, 1))
+    return rng.poisson(rate).astype(float)
+
+
+def test_translation_perfect_prediction_is_one():
+    x = _counts()
+    res = metrics.translation_correlation(x, sparse.csr_matrix(x))
+    assert res.feature_corr == pytest.approx(1.0)
+    assert res.cell_corr == pytest.approx(1.0)
+    # a count-scale mean at any library size is the same profile once normalised
+    scaled = x * np.random.default_rng(1).uniform(0.1, 10.0, size=(x.shape[0], 1))
+    assert metrics.translation_correlation(scaled, x).cell_corr == pytest.approx(1.0)
+    # a prediction already in the log1p-normalised space
+    res = metrics.translation_correlation(metrics.log_normalize(x), x, predicted_space="lognorm")
+    assert res.feature_corr == pytest.approx(1.0) and res.cell_corr == pytest.approx(1.0)
+
+
+def test_translation_matches_naive_reference_in_chunks():
+    x, y = _counts(seed=2), _counts(seed=3)
+    y[5] = 0.0  # an empty measured cell: constant profile
+    res = metrics.translation_correlation(sparse.csr_matrix(x), y, chunk_size=7)
+    p, m = _naive_lognorm(x), _naive_lognorm(y)
+    np.testing.assert_allclose(res.per_cell, _naive_corr_rows(p, m), atol=1e-10)
+    np.testing.assert_allclose(res.per_feature, _naive_corr_rows(p.T, m.T), atol=1e-10)
+    assert np.isnan(res.per_cell[5]) and np.isfinite(res.per_cell[:5]).all()
+    assert res.cell_corr == pytest.approx(np.nanmean(_naive_corr_rows(p, m)))
+    one_chunk = metrics.translation_correlation(x, y, chunk_size=1000)
+    np.testing.assert_allclose(one_chunk.per_feature, res.per_feature, atol=1e-10)
+
+
+def test_translation_constant_feature_is_nan():
+    x = _counts(seed=4)
+    rng = np.random.default_rng(4)
+    m = metrics.log_normalize(x)
+    m[:, 0] = 1.5  # constant measured feature: correlation undefined
+    p = m + rng.normal(scale=0.3, size=m.shape)
+    # constant within each chunk of 10 rows but not overall: still defined
+    p[:, 1] = np.repeat(np.arange(6), 10)[: x.shape[0]]
+    res = metrics.translation_correlation(
+        p, m, predicted_space="lognorm", measured_space="lognorm", chunk_size=10
+    )
+    assert np.isnan(res.per_feature[0]) and np.isfinite(res.per_feature[1:]).all()
+    np.testing.assert_allclose(res.per_feature[1:], _naive_corr_rows(p.T, m.T)[1:], atol=1e-10)
+    assert res.feature_corr == pytest.approx(res.per_feature[1:].mean())
+    flat = np.full_like(m, 2.0)  # a constant prediction: nothing defined
+    res = metrics.translation_correlation(
+        flat, m, predicted_space="lognorm", measured_space="lognorm"
+    )
+    assert np.isnan(res.per_feature).all() and np.isnan(res.feature_corr)
+    assert np.isnan(res.per_cell).all() and np.isnan(res.cell_corr)
+
+
+def test_translation_shuffled_prediction_is_near_zero():
+    rng = np.random.default_rng(5)
+    n, g = 3000, 40
+    x = rng.poisson(rng.gamma(2.0, 1.0, size=(n, g))).astype(float)  # cells differ per feature
+    res = metrics.translation_correlation(x[rng.permutation(n)], x)
+    assert abs(res.feature_corr) < 0.05
+    noise = rng.normal(size=(n, g))
+    res = metrics.translation_correlation(
+        rng.normal(size=(n, g)), noise, predicted_space="lognorm", measured_space="lognorm"
+    )
+    assert abs(res.cell_corr) < 0.05 and abs(res.feature_corr) < 0.05
+
+
+def test_translation_rows_pair_the_inputs():
+    x = _counts(seed=6)
+    perm = np.random.default_rng(7).permutation(x.shape[0])
+    shuffled = sparse.csr_matrix(x[perm])  # measured row j is cell perm[j]
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size)
+    res = metrics.translation_correlation(x, shuffled, rows_measured=inv, chunk_size=11)
+    assert res.cell_corr == pytest.approx(1.0) and res.feature_corr == pytest.approx(1.0)
+    assert res.per_cell.shape == (x.shape[0],)
+    res = metrics.translation_correlation(x, shuffled)  # unpaired rows: worse
+    assert res.feature_corr < 0.5
+
+
+def test_mean_profile_baseline():
+    x = _counts(seed=8)
+    prof = metrics.mean_profile(sparse.csr_matrix(x), chunk_size=5)
+    np.testing.assert_allclose(prof, _naive_lognorm(x).mean(0))
+    base = np.broadcast_to(prof, x.shape)  # a view: no N x G copy
+    res = metrics.translation_correlation(base, x, predicted_space="lognorm")
+    assert np.isnan(res.per_feature).all() and np.isnan(res.feature_corr)
+    np.testing.assert_allclose(res.per_cell, _naive_corr_rows(base, _naive_lognorm(x)), atol=1e-10)
+    assert 0.0 < res.cell_corr < 1.0
+    # a perfect translation beats the baseline per cell
+    assert metrics.translation_correlation(x, x).cell_corr > res.cell_corr
+
+
+def test_translation_memory_is_linear():
+    rng = np.random.default_rng(9)
+    n, g = 20000, 1000
+    x = sparse.random(n, g, density=0.02, format="csr", random_state=rng, dtype=np.float64)
+    x.data = np.ceil(x.data * 5)
+    tracemalloc.start()
+    try:
+        res = metrics.translation_correlation(x, x, chunk_size=500)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert res.feature_corr == pytest.approx(1.0)
+    dense = n * g * 8  # one dense float64 copy: 160 MB
+    assert peak < dense / 8, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_translation_errors():
+    x = _counts()
+    with pytest.raises(ValueError, match="features"):
+        metrics.translation_correlation(x, x[:, :-1])
+    with pytest.raises(ValueError, match="true pairs"):
+        metrics.translation_correlation(x, x[:-1])
+    with pytest.raises(ValueError, match="predicted_space"):
+        metrics.translation_correlation(x, x, predicted_space="clr")
+    with pytest.raises(ValueError, match="Non-finite"):
+        bad = x.copy()
+        bad[3, 2] = np.nan
+        metrics.translation_correlation(bad, x, predicted_space="lognorm")
+    with pytest.raises(IndexError, match="outside"):
+        metrics.translation_correlation(x, x, rows_measured=np.arange(1, x.shape[0] + 1))
+    with pytest.raises(ValueError, match="at least 2 cells"):
+        metrics.translation_correlation(x[:1], x[:1])

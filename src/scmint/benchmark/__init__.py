@@ -6,6 +6,7 @@ Examples
 >>> split = make_split("bmmc_cite_starter", "P1")
 >>> result = run_method("cca", split)
 >>> scores = score_split(split, result.embeddings)
+>>> translation, seconds = score_translation(split, result.translate)  # NaN: CCA does not
 
 From the shell (method in its own process, one row appended to the results CSV)::
 
@@ -14,8 +15,25 @@ From the shell (method in its own process, one row appended to the results CSV):
 """
 
 from ._datasets import DATASETS, data_dir, dataset_info, dataset_path, load_dataset
-from ._methods import METHODS, Method, MethodResult, get_method, register_method, run_method
-from ._protocols import PROTOCOLS, Split, make_split, p1_indices, score_split, scored_arrays
+from ._methods import (
+    METHODS,
+    TRANSLATE_SPACE,
+    Method,
+    MethodResult,
+    get_method,
+    register_method,
+    run_method,
+)
+from ._protocols import (
+    PROTOCOLS,
+    TRANSLATION_KEYS,
+    Split,
+    make_split,
+    p1_indices,
+    score_split,
+    score_translation,
+    scored_arrays,
+)
 from ._render import render, render_markdown
 from ._runner import FIELDS, SCORE_KEYS, append_row, run_benchmark
 
@@ -25,6 +43,8 @@ __all__ = [
     "METHODS",
     "PROTOCOLS",
     "SCORE_KEYS",
+    "TRANSLATE_SPACE",
+    "TRANSLATION_KEYS",
     "Method",
     "MethodResult",
     "Split",
@@ -42,5 +62,6 @@ __all__ = [
     "run_benchmark",
     "run_method",
     "score_split",
+    "score_translation",
     "scored_arrays",
 ]

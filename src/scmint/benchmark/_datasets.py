@@ -7,13 +7,16 @@ from pathlib import Path
 
 import mudata as md
 
-#: Datasets of the benchmark: name -> (modality pair, labels key, batch key, feature kinds).
+#: Datasets of the benchmark: name -> (modality pair, labels key, batch key, feature kinds,
+#: and optional side files in the dataset's folder: ``gene_peak_links``, a genes x peaks
+#: matrix with rows in RNA and columns in ATAC feature order).
 DATASETS: dict[str, dict] = {
     "snare_mouse_cortex": {
         "modalities": ("rna", "atac"),
         "kinds": {"rna": "rna", "atac": "atac"},
         "labels_key": "cell_type",
         "batch_key": "batch",
+        "gene_peak_links": "gene_peak_prior.npz",
     },
     "bmmc_multiome_starter": {
         "modalities": ("rna", "atac"),
@@ -113,7 +116,8 @@ def dataset_info(name: str) -> dict:
     Returns
     -------
     dict
-        Keys ``modalities``, ``kinds``, ``labels_key``, ``batch_key``.
+        Keys ``modalities``, ``kinds``, ``labels_key``, ``batch_key`` and, where the
+        dataset has one, ``gene_peak_links`` (file name in the dataset's folder).
     """
     if name not in DATASETS:
         raise KeyError(f"Unknown dataset {name!r}; known: {sorted(DATASETS)}.")

@@ -6,6 +6,8 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import mudata as md
@@ -14,6 +16,9 @@ import pandas as pd
 from scipy import sparse
 
 from ._protocols import Split
+
+#: ``translate(source, target) -> (prediction, space) | None``; see :class:`MethodResult`.
+Translator = Callable[[str, str], "tuple[Any, str] | None"]
 
 
 @dataclass
@@ -31,6 +36,16 @@ class MethodResult:
         Wall time of training and of embedding the scored cells.
     params
         Hyperparameters worth recording (go into the results row as JSON).
+    translate
+        ``None`` when the method does not translate between modalities. Otherwise
+        ``translate(source, target)`` returns ``(prediction, space)`` or ``None`` (no
+        translation in that direction): ``prediction`` holds one row per cell of
+        ``split.query[source]``, in ``target``'s features (the order of
+        ``split.train.mod[target].var_names``), predicted from the cell's ``source``
+        profile alone; ``space`` is ``"counts"`` (counts or count-scale means: the
+        scorer applies ``log1p(x / rowsum * 1e4)``) or ``"lognorm"`` (already that).
+        The runner calls it after the embeddings, so its time and memory are recorded
+        apart from training and embedding (see :func:`~scmint.benchmark.score_translation`).
     """
 
     embeddings: dict[str, np.ndarray]
@@ -38,6 +53,7 @@ class MethodResult:
     train_time_s: float
     inference_time_s: float
     params: dict = field(default_factory=dict)
+    translate: Translator | None = None
 
 
 MethodFn = Callable[..., MethodResult]
@@ -263,7 +279,7 @@ scikit-learn `CCA` is fitted on the paired training cells (P1: the reference; P3
 mosaic's paired cells, reductions fitted on every cell of the modality). Scored cells
 are projected one modality at a time with the stored transforms (nothing from the
 other modality); each canonical variate is standardised on the training cells.
-Closed form: no epochs.
+Closed form: no epochs. No translation.
 """,
     unsupported={
         "P2": "CCA is fitted on paired cells; P2 hides the pairing, so there is nothing to fit.",
@@ -310,7 +326,14 @@ padded unpaired MuData (`scmint.data.pad_mudata`: all-zero rows where a modality
 missing, which is how MULTIVI marks missing data). Each scored cell is embedded from one
 modality alone: a MuData holding that profile and all-zero rows for the other modality,
 read through the modality-specific encoder (`get_latent_representation` with
-`modality="expression"` or `"accessibility"`, the posterior mean).
+`modality="expression"` or `"accessibility"`, the posterior mean). Training time
+includes `setup_mudata` and building the model. Translation, from the same one-modality
+MuData (MULTIVI then uses that modality's encoder): ATAC from RNA is
+`get_normalized_accessibility(normalize_regions=True)` (accessibility probabilities times
+the region factors: the expected peak profile up to the cell's library factor), RNA from
+ATAC is `get_normalized_expression()` (frequencies); both are normalised and logged like
+the measured counts. The decoders get the cell's batch (P2: its batch of the target
+modality).
 """,
     unsupported={"P3": "The mosaic dataset is RNA + protein; MULTIVI here is RNA + ATAC."},
 )
@@ -348,11 +371,11 @@ def _multivi(
             return _batch_labels(split.query[m], batch_key) + "|" + m
 
     train.obs["_batch"] = pd.Categorical(train.obs["_batch"])
+    t0 = time.perf_counter()
     scvi.model.MULTIVI.setup_mudata(
         train, batch_key="_batch", modalities={"rna_layer": rna, "atac_layer": atac}
     )
     model = scvi.model.MULTIVI(train, **model_kwargs)
-    t0 = time.perf_counter()
     model.train(
         max_epochs=max_epochs or 500,
         batch_size=batch_size,
@@ -361,13 +384,32 @@ def _multivi(
     )
     t1 = time.perf_counter()
     latent_key = {rna: "expression", atac: "accessibility"}
-    emb = {}
-    for m in split.modalities:
-        obs = pd.DataFrame({"_batch": query_batch(m)}, index=split.query[m].obs_names)
+
+    def alone(m: str, batch: np.ndarray) -> md.MuData:
+        obs = pd.DataFrame({"_batch": batch}, index=split.query[m].obs_names)
         q = _alone(split, m, var, obs)
         q.obs["_batch"] = pd.Categorical(q.obs["_batch"])
-        emb[m] = model.get_latent_representation(q, modality=latent_key[m])
+        return q
+
+    emb = {
+        m: model.get_latent_representation(alone(m, query_batch(m)), modality=latent_key[m])
+        for m in split.modalities
+    }
     t2 = time.perf_counter()
+
+    def translate(source: str, target: str) -> tuple[np.ndarray, str]:
+        # the decoders get the cell's batch; in P2 the batch of the *target* modality,
+        # the one whose decoder was trained on that modality's data
+        batch = query_batch(source)
+        if split.protocol != "P1":
+            batch = _batch_labels(split.query[source], batch_key) + "|" + target
+        q = alone(source, batch)
+        if target == atac:
+            pred = model.get_normalized_accessibility(q, normalize_regions=True, return_numpy=True)
+        else:
+            pred = model.get_normalized_expression(q, return_numpy=True)
+        return np.asarray(pred, dtype=np.float32), "counts"
+
     return MethodResult(
         embeddings=emb,
         n_epochs=_n_epochs(model),
@@ -380,6 +422,7 @@ def _multivi(
             "n_latent": int(model.module.n_latent),
             **model_kwargs,
         },
+        translate=translate,
     )
 
 
@@ -398,7 +441,12 @@ and no single-modality encoders, so a query cell embedded from one modality alon
 with the other modality set to all zeros (RNA-alone: proteins zero; protein-alone: RNA
 zero) and its joint posterior mean is taken. This is out of distribution for TOTALVI,
 especially protein-alone with no RNA, and its scores on P1 should be read as "TOTALVI
-used outside its design", not as its paired-data quality.
+used outside its design", not as its paired-data quality. Training time includes
+`setup_mudata` and building the model. Translation, from the same one-modality input:
+`get_normalized_expression(include_protein_background=True)`; protein from RNA is the
+decoded protein mean with background (foreground and background rates mixed by the
+background probability: the expected measured count), RNA from protein the decoded
+frequencies; both are normalised and logged like the measured counts.
 """,
     unsupported={
         "P2": "TOTALVI needs RNA in every cell; P2 has protein-only cells.",
@@ -425,11 +473,11 @@ def _totalvi(
     protein.X = np.asarray(protein.X.toarray() if sparse.issparse(protein.X) else protein.X)
     train = md.MuData({rna: split.train.mod[rna], adt: protein})
     train.obs["_batch"] = pd.Categorical(_batch_labels(split.train.mod[rna], split.batch_key))
+    t0 = time.perf_counter()
     scvi.model.TOTALVI.setup_mudata(
         train, batch_key="_batch", modalities={"rna_layer": rna, "protein_layer": adt}
     )
     model = scvi.model.TOTALVI(train, **model_kwargs)
-    t0 = time.perf_counter()
     model.train(
         max_epochs=max_epochs,
         batch_size=batch_size,
@@ -437,7 +485,7 @@ def _totalvi(
         enable_progress_bar=False,
     )
     t1 = time.perf_counter()
-    emb = {}
+    queries = {}
     for m in split.modalities:
         obs = pd.DataFrame(
             {"_batch": _batch_labels(split.query[m], split.batch_key)},
@@ -445,8 +493,20 @@ def _totalvi(
         )
         q = _alone(split, m, var, obs, dense=(adt,))
         q.obs["_batch"] = pd.Categorical(q.obs["_batch"])
-        emb[m] = model.get_latent_representation(q)
+        queries[m] = q
+    emb = {m: model.get_latent_representation(queries[m]) for m in split.modalities}
     t2 = time.perf_counter()
+
+    def translate(source: str, target: str) -> tuple[np.ndarray, str]:
+        # the decoded means of the cell encoded with its `source` profile alone (the
+        # other modality all zeros, as for the embedding): RNA frequencies, and the
+        # protein mean with background (the expected measured protein count)
+        rna_pred, protein_pred = model.get_normalized_expression(
+            queries[source], include_protein_background=True, return_numpy=True
+        )
+        pred = protein_pred if target == adt else rna_pred
+        return np.asarray(pred, dtype=np.float32), "counts"
+
     return MethodResult(
         embeddings=emb,
         n_epochs=_n_epochs(model),
@@ -459,6 +519,7 @@ def _totalvi(
             "n_latent": int(model.module.n_latent),
             **model_kwargs,
         },
+        translate=translate,
     )
 
 
@@ -474,6 +535,7 @@ def fit_scmint_model(
     use_labels: bool = True,
     use_batch: bool = True,
     train_kwargs: dict | None = None,
+    model_inputs: dict | None = None,
     **model_kwargs,
 ) -> MethodResult:
     """Train an scmint model on a split through the common scmint API.
@@ -481,6 +543,10 @@ def fit_scmint_model(
     ``pad_mudata(split.train)`` -> ``Model.setup_mudata(...)`` -> ``Model(mdata,
     **model_kwargs).train(max_epochs=...)`` -> ``get_latent_representation(
     split.query[m], modality=m)`` for each modality (one modality alone per call).
+    Models with a ``translate`` method whose output space is known (see
+    :data:`TRANSLATE_SPACE`) also get a translator: ``translate(split.query[source],
+    source=..., target=...)``. The training time includes building the model (input
+    transforms, priors) and training.
 
     Parameters
     ----------
@@ -496,6 +562,9 @@ def fit_scmint_model(
         Register ``split.labels_key`` / ``split.batch_key``.
     train_kwargs
         Extra keyword arguments of ``train``.
+    model_inputs
+        Keyword arguments of the model that are data rather than hyperparameters
+        (e.g. SCCROSS's ``gene_matrices``): passed on, not recorded in ``params``.
     **model_kwargs
         Hyperparameters of the model.
 
@@ -530,8 +599,8 @@ def fit_scmint_model(
         labels_key=split.labels_key if use_labels else None,
         batch_key=split.batch_key if use_batch else None,
     )
-    net = cls(mdata, **model_kwargs)
     t0 = time.perf_counter()
+    net = cls(mdata, **model_kwargs, **(model_inputs or {}))
     kw = dict(train_kwargs or {})
     if max_epochs is not None:
         kw["max_epochs"] = max_epochs
@@ -554,7 +623,65 @@ def fit_scmint_model(
             **(train_kwargs or {}),
             **model_kwargs,
         },
+        translate=scmint_translator(net, split),
     )
+
+
+#: Space of each scmint model's ``translate`` output (see the models' docstrings):
+#: SCCROSS decodes negative-binomial means (counts scale, at the mean training library
+#: size), MINNET averages the registered target values (counts) of reference
+#: neighbours, CONAAE undoes its standardisation into ``log1p(x / library * 1e4)``.
+TRANSLATE_SPACE = {"SCCROSS": "counts", "MINNET": "counts", "CONAAE": "lognorm", "CLUE": "counts"}
+
+
+def _init_param(net, name: str, default: Any) -> Any:
+    """A constructor argument of a trained scvi-tools model (``default`` if unknown)."""
+    params = getattr(net, "init_params_", None) or {}
+    for group in ("non_kwargs", "kwargs"):
+        values = params.get(group) or {}
+        if name in values:
+            return values[name]
+    return default
+
+
+def _space_of(net, target: str) -> str | None:
+    """Space of ``net.translate(..., target=target)``, or ``None`` if not comparable."""
+    space = TRANSLATE_SPACE.get(type(net).__name__)
+    if space != "lognorm":
+        return space
+    # CONAAE: comparable only in its default log normalisation to 1e4 per cell
+    norm = getattr(net, "normalization", {}).get(target)
+    target_sum = _init_param(net, "target_sum", 1e4)
+    return space if norm == "log" and float(target_sum) == 1e4 else None
+
+
+def scmint_translator(net, split: Split) -> Translator | None:
+    """Translator of a trained scmint model on ``split.query`` (``None`` if it cannot).
+
+    Parameters
+    ----------
+    net
+        A trained scmint model with ``translate(mdata, source=, target=)``.
+    split
+        The split whose query cells are translated.
+
+    Returns
+    -------
+    Translator or None
+        ``translate(source, target) -> (prediction, space)``; ``None`` for a model
+        without ``translate`` or with an output space not in :data:`TRANSLATE_SPACE`.
+    """
+    if not hasattr(net, "translate") or type(net).__name__ not in TRANSLATE_SPACE:
+        return None
+
+    def translate(source: str, target: str) -> tuple[Any, str] | None:
+        space = _space_of(net, target)
+        if space is None:
+            return None
+        out = net.translate(split.query[source], source=source, target=target)
+        return out.X, space
+
+    return translate
 
 
 register_method(
@@ -567,7 +694,9 @@ distances + shared cell-type classifier) trained on the labelled paired referenc
 with its published defaults (768 hidden, 32-d embedding, M = 10, lambda = 0.5, C = 3,
 Adam lr 1e-4) except where the row's params say otherwise; 20 % of the reference is held
 out for the validation loss, and the run lasts max_epochs. Query cells are embedded one
-modality at a time.
+modality at a time. Translation (no decoder): `translate`, the mean measured target
+counts of the 10 reference cells nearest in the embedding, normalised and logged like
+the measured counts.
 """,
     unsupported={
         "P2": "MINNET trains on paired, labelled cells; P2 hides the pairing.",
@@ -598,9 +727,51 @@ split (patience 20, at most 200 epochs) unless the row's params say otherwise. P
 pairing is hidden and not used. P1: the reference cells are paired, so the anchor loss
 (weight 0.1, MSE between the two embeddings of each reference cell) is switched on.
 P3: the mosaic data as stored (paired and single-modality cells, no anchor loss).
-Query cells are encoded one modality at a time by that modality's encoder.
+Query cells are encoded one modality at a time by that modality's encoder. Translation:
+`translate` (source encoder, target decoder) returns `log1p(x / library * 1e4)` of the
+target (the standardisation undone), compared as it is (with `normalization="log"`, the
+default; other normalisations are not scored).
 """,
 )(_fit_conaae)
+
+
+def sccross_gene_matrices(split: Split) -> dict | None:
+    """ATAC gene activity for SCCROSS's MNN prior, from the dataset's gene-peak links.
+
+    Parameters
+    ----------
+    split
+        A split of an RNA + ATAC dataset; ``split.extra["gene_peak_links"]`` (set by
+        :func:`~scmint.benchmark.make_split` when the dataset ships a genes x peaks
+        matrix, e.g. SNARE-seq's ``gene_peak_prior.npz``) names the links file.
+
+    Returns
+    -------
+    dict or None
+        ``{atac: scmint.pp.gene_activity(train atac, links, rna genes)}`` for the
+        training cells measured in ATAC, or ``None`` when the dataset has no links.
+    """
+    from scmint.pp import gene_activity
+
+    links = split.extra.get("gene_peak_links")
+    kinds = set(split.kinds.values())
+    if links is None or not {"rna", "atac"} <= kinds:
+        return None
+    rna = _modality_of_kind(split, "rna")
+    atac = _modality_of_kind(split, "atac")
+    genes = split.train.mod[rna].var_names
+    return {atac: gene_activity(split.train.mod[atac], links=links, gene_names=genes)}
+
+
+def _fit_sccross(split: Split, *, gene_prior: bool = True, **kwargs) -> MethodResult:
+    """SCCROSS through :func:`fit_scmint_model`, with the dataset's gene-peak prior."""
+    matrices = sccross_gene_matrices(split) if gene_prior else None
+    result = fit_scmint_model(
+        split, model="SCCROSS", model_inputs={"gene_matrices": matrices}, **kwargs
+    )
+    links = split.extra.get("gene_peak_links")
+    result.params["gene_prior"] = Path(links).name if matrices is not None else None
+    return result
 
 
 register_method(
@@ -610,11 +781,68 @@ register_method(
     notes="""
 `scmint.model.SCCROSS` (scCross: per-modality VAEs on stored PCA / LSI inputs smoothed over
 a kNN graph, batch-specific count decoders, aligners, modality and generated-vs-real
-discriminators, MNN prior on common genes where the modalities share gene names) with its
-defaults except the epochs: `max_epochs` is used for both training stages (the published
-automatic count is far longer). The pairing option is off (the published behaviour). Query
-cells are encoded one modality at a time. Work in progress (issue 4): no prior is built for
-ATAC without gene coordinates, so RNA + ATAC rows align through the adversaries only.
+discriminators, MNN prior on common genes) with its defaults except the epochs:
+`max_epochs` is used for both training stages (the published automatic count is far
+longer). The pairing option is off (the published behaviour). MNN prior: RNA + ATAC rows
+with a gene-peak links file (`snare_mouse_cortex`: `gene_peak_prior.npz`) give the prior an
+ATAC gene-activity matrix (`scmint.pp.gene_activity`: counts of the peaks linked to each
+RNA gene, training cells only; params `gene_prior`); elsewhere the prior needs 50 feature
+names shared by the modalities, which neither starter has (`bmmc_multiome_starter`: no
+links or gene coordinates; `bmmc_cite_starter`: 3 protein names among the genes), so there
+the modalities align through the adversaries only. Training time
+includes building the inputs and the prior. Query cells are encoded one modality at a
+time. Translation: `translate(query[source], source=, target=)`, the target decoder's
+negative-binomial mean at the mean training library size and the first batch's decoder
+(the published defaults), normalised and logged like the measured counts.
 """,
     unsupported={"P3": "not run yet"},
-)(functools.partial(fit_scmint_model, model="SCCROSS"))
+)(_fit_sccross)
+
+
+register_method(
+    "clue",
+    protocols=("P1", "P2", "P3"),
+    peer=False,
+    notes="""
+`scmint.model.CLUE` (CLUE: K x K cross-encoder matrix, per-modality decoders with batch
+covariates, self / joint-cross / real-cross ELBO, cosine alignment, annealed modality
+discriminator; RMSprop lr 2e-3, batch 128) with the published defaults: negative binomial
+for every modality (RNA, ATAC and protein counts), latent blocks of 50 (embedding K x 50,
+L2-normalised), joint rule `mean` unless `joint` is given in params; the epochs follow
+CLUE's progress schedule (72 units, capped at 1,000 epochs) with early stopping on the
+validation objective unless `max_epochs` is given. Batch covariate = the split's batch;
+no labels (the classifier is off), so label transfer is not trained for. Query cells are
+embedded one modality at a time from that modality's row of the encoder matrix.
+Translation: `translate(query[source], source=, target=)`, the target decoder's mean at
+the mean training library size (first batch), normalised and logged like the measured
+counts.
+""",
+)(functools.partial(fit_scmint_model, model="CLUE", use_labels=False))
+
+
+def _scglue_clue(split: Split, **kwargs) -> MethodResult:
+    from ._scglue_clue import fit_scglue_clue
+
+    return fit_scglue_clue(split, **kwargs)
+
+
+register_method(
+    "scglue_clue",
+    protocols=("P1", "P3"),
+    peer=True,
+    notes="""
+The CLUE model as published in scglue (`scglue.models.SCCLUEModel`, scglue 0.4.1) with its
+defaults: 50-d block per modality (100-d embedding), RMSprop lr 2e-3, batch 128, validation
+0.1, all lambdas 0.02 except data and KL (1). Likelihoods: NB for RNA, protein and ATAC
+counts (scglue 0.4.1's Bernoulli encoder has no library size and crashes beside an NB
+modality). Each modality is configured with its batch column and `use_obs_names=True`:
+P1 trains on the paired reference; P3 on the mosaic, cells with the same name paired and
+single-modality cells unpaired. With max_epochs set, burn-in and patiences are scaled by
+scglue's ratios (12/72, 9/72, 3/72); without it, scglue's automatic schedule (thousands of
+epochs on the starters). Scored cells are embedded one modality at a time with
+`encode_data`, the posterior mean of that modality's encoder output (all 100 dimensions),
+L2-normalised as in the published CLUE matching code. Optional dependency: `pip install
+scmint[peers]`.
+""",
+    unsupported={"P2": "CLUE pairs cells by name; P2 shares no cell names."},
+)(_scglue_clue)

@@ -8,7 +8,7 @@ import anndata as ad
 import mudata as md
 import numpy as np
 
-from ._datasets import dataset_info, load_dataset
+from ._datasets import dataset_info, dataset_path, load_dataset
 
 PROTOCOLS = ("P1", "P2", "P3")
 REFERENCE_FRACTION = 0.8
@@ -45,7 +45,8 @@ class Split:
         Number of cells of the dataset.
     extra
         Protocol-specific details (P1: ``reference_indices``, ``query_indices`` into
-        the dataset's cells).
+        the dataset's cells) and dataset side files a method may use
+        (``gene_peak_links``: path of a genes x peaks links matrix).
     """
 
     protocol: str
@@ -218,7 +219,13 @@ def make_split(dataset: str | md.MuData, protocol: str, info: dict | None = None
         if info is None:
             raise ValueError("Pass `info` (modalities, kinds, labels_key, batch_key).")
         name, mdata = info.get("name", "custom"), dataset
-    return _BUILDERS[protocol](mdata, name, info)
+    split = _BUILDERS[protocol](mdata, name, info)
+    links = info.get("gene_peak_links")
+    if links is not None:
+        path = dataset_path(name).parent / links
+        if path.exists():
+            split.extra["gene_peak_links"] = str(path)
+    return split
 
 
 def scored_arrays(
@@ -277,3 +284,96 @@ def score_split(split: Split, embeddings: dict[str, np.ndarray], k: int = 5) -> 
     z_a, z_b, lab_a, lab_b, paired = scored_arrays(split, embeddings)
     scores = integration_scores(z_a, z_b, labels_a=lab_a, labels_b=lab_b, paired=paired, k=k)
     return {key: float(val) for key, val in scores.items()}
+
+
+#: Translation columns of a results row (``a`` / ``b``: the split's two modalities).
+TRANSLATION_KEYS = (
+    "translation_feature_corr_a_to_b",
+    "translation_cell_corr_a_to_b",
+    "translation_cell_corr_baseline_a_to_b",
+    "translation_feature_corr_b_to_a",
+    "translation_cell_corr_b_to_a",
+    "translation_cell_corr_baseline_b_to_a",
+)
+
+
+def _translation_direction(
+    split: Split, prediction, space: str, source: str, target: str
+) -> dict[str, float]:
+    """Correlations of one direction's prediction and of the mean-profile baseline."""
+    from scmint.metrics import mean_profile, translation_correlation
+
+    a, _ = split.modalities
+    rows_a, rows_b = split.pairs
+    rows_src, rows_tgt = (rows_a, rows_b) if source == a else (rows_b, rows_a)
+    measured = split.query[target].X
+    res = translation_correlation(
+        prediction,
+        measured,
+        predicted_space=space,
+        rows_predicted=rows_src,
+        rows_measured=rows_tgt,
+    )
+    profile = mean_profile(split.train.mod[target].X)
+    base = translation_correlation(
+        np.broadcast_to(profile, (split.query[source].n_obs, profile.size)),
+        measured,
+        predicted_space="lognorm",
+        rows_predicted=rows_src,
+        rows_measured=rows_tgt,
+    )
+    return {"feature_corr": res.feature_corr, "cell_corr": res.cell_corr, "base": base.cell_corr}
+
+
+def score_translation(split: Split, translate) -> tuple[dict[str, float], float]:
+    """Score a method's cross-modal translations of the query cells against their pairs.
+
+    For each direction (``a -> b``, then ``b -> a``) ``translate(source, target)``
+    predicts the ``target`` profile of every cell of ``split.query[source]`` from its
+    ``source`` profile alone; each prediction is compared with the measured ``target``
+    profile of the same cell (:attr:`Split.pairs`), both in the space
+    ``log1p(x / rowsum * 1e4)`` (:func:`scmint.metrics.translation_correlation`). The
+    baseline predicts every cell as the mean (normalised, logged) ``target`` profile of
+    the training cells (:func:`scmint.metrics.mean_profile`); only its per-cell
+    correlation is defined.
+
+    Parameters
+    ----------
+    split
+        The split (needs true pairs: P1 or P2).
+    translate
+        ``translate(source, target) -> (prediction, space) | None`` (see
+        :class:`~scmint.benchmark.MethodResult`), or ``None``.
+
+    Returns
+    -------
+    tuple
+        ``(scores, seconds)``: the :data:`TRANSLATION_KEYS` (NaN for a direction not
+        translated) and the wall time of the ``translate`` calls alone.
+    """
+    import time
+
+    scores = dict.fromkeys(TRANSLATION_KEYS, float("nan"))
+    if translate is None or split.pairs is None:
+        return scores, float("nan")
+    a, b = split.modalities
+    seconds = 0.0
+    for tag, source, target in (("a_to_b", a, b), ("b_to_a", b, a)):
+        t0 = time.perf_counter()
+        out = translate(source, target)
+        seconds += time.perf_counter() - t0
+        if out is None:
+            continue
+        prediction, space = out
+        n_feat = split.query[target].n_vars
+        if prediction.shape != (split.query[source].n_obs, n_feat):
+            raise ValueError(
+                f"Translation {source} -> {target} has shape {prediction.shape}; expected "
+                f"({split.query[source].n_obs}, {n_feat})."
+            )
+        res = _translation_direction(split, prediction, space, source, target)
+        del prediction, out
+        scores[f"translation_feature_corr_{tag}"] = res["feature_corr"]
+        scores[f"translation_cell_corr_{tag}"] = res["cell_corr"]
+        scores[f"translation_cell_corr_baseline_{tag}"] = res["base"]
+    return scores, seconds

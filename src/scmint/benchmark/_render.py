@@ -39,6 +39,30 @@ _COST_COLS = [
     ("timestamp", "run at (UTC)"),
 ]
 
+#: Translation columns: (column, header template with {a} / {b} the modalities).
+_TRANSLATION_COLS = [
+    ("translation_feature_corr_a_to_b", "{a}→{b} per-feature r ↑"),
+    ("translation_cell_corr_a_to_b", "{a}→{b} per-cell r ↑"),
+    ("translation_cell_corr_baseline_a_to_b", "{a}→{b} per-cell r, mean profile"),
+    ("translation_feature_corr_b_to_a", "{b}→{a} per-feature r ↑"),
+    ("translation_cell_corr_b_to_a", "{b}→{a} per-cell r ↑"),
+    ("translation_cell_corr_baseline_b_to_a", "{b}→{a} per-cell r, mean profile"),
+    ("translation_time_s", "translate s"),
+    ("translation_peak_memory_mb", "peak RSS with translation MB"),
+]
+TRANSLATION_TEXT = (
+    "Translation: each scored cell's other modality predicted from one modality alone "
+    "(P1: the query cells; P2: every cell's own half) and compared with that cell's "
+    "measured profile, both as `log1p(x / rowsum * 1e4)` "
+    "(`scmint.metrics.translation_correlation`): per-feature r is the mean over features "
+    "of the Pearson correlation across cells (features constant in the prediction or the "
+    "measurement are left out), per-cell r the mean over cells of the correlation across "
+    "features. *Mean profile* is the baseline that predicts every cell as the mean "
+    "profile of the training cells; its per-feature r is undefined (constant), its "
+    "per-cell r is the bar a translation must clear. What each method's prediction is: "
+    "see Methods."
+)
+
 
 def is_peer(method: str) -> bool:
     """Whether ``method`` is a comparison method (registry flag, else a known name)."""
@@ -121,7 +145,7 @@ def ratio_rows(latest: pd.DataFrame) -> list[list[str]]:
 
 
 def make_figures(latest: pd.DataFrame, figures_dir: Path) -> dict[str, Path]:
-    """Bar charts of FOSCTTM, label transfer and cost; returns name -> file."""
+    """Bar charts of FOSCTTM, label transfer, cost and translation; returns name -> file."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,7 +173,10 @@ def make_figures(latest: pd.DataFrame, figures_dir: Path) -> dict[str, Path]:
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")
-        ax.legend(fontsize=8)
+        if bars:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
 
     def values(col: str, frame: pd.DataFrame = latest) -> dict:
         out = {}
@@ -191,7 +218,66 @@ def make_figures(latest: pd.DataFrame, figures_dir: Path) -> dict[str, Path]:
     files["cost"] = figures_dir / "cost.png"
     fig.savefig(files["cost"], dpi=120)
     plt.close(fig)
+
+    cols = [c for c, _ in _TRANSLATION_COLS[:6]]
+    if all(c in latest.columns for c in cols) and _has_translation(latest):
+        num = latest[cols].apply(pd.to_numeric, errors="coerce")
+        gain = latest.assign(
+            _gain_ab=num[cols[1]] - num[cols[2]], _gain_ba=num[cols[4]] - num[cols[5]]
+        )
+        fig, axes = plt.subplots(2, 2, figsize=(max(9, 3.2 * len(groups)), 7.5))
+        for row, (tag, feat, g) in enumerate(
+            (("a→b", cols[0], "_gain_ab"), ("b→a", cols[3], "_gain_ba"))
+        ):
+            grouped(axes[row, 0], values(feat), f"{tag}: per-feature r")
+            grouped(axes[row, 1], values(g, gain), f"{tag}: per-cell r − mean-profile r")
+            axes[row, 1].axhline(0.0, color="grey", ls="--", lw=0.8)
+        fig.suptitle("Translation quality (a = first modality of the dataset)")
+        fig.tight_layout()
+        files["translation"] = figures_dir / "translation.png"
+        fig.savefig(files["translation"], dpi=120)
+        plt.close(fig)
     return files
+
+
+def _has_translation(sub: pd.DataFrame) -> bool:
+    """Whether any row of ``sub`` has a translation score."""
+    cols = [c for c, _ in _TRANSLATION_COLS[:6] if c in sub.columns]
+    if not cols:
+        return False
+    values = sub[cols].apply(pd.to_numeric, errors="coerce")
+    return bool(np.isfinite(values.to_numpy(dtype=float)).any())
+
+
+def translation_table(sub: pd.DataFrame) -> list[str]:
+    """Markdown lines of the translation table of one split (empty if none translated).
+
+    Parameters
+    ----------
+    sub
+        Latest rows of one dataset / protocol.
+
+    Returns
+    -------
+    list of str
+        A heading, the table and a blank line; methods without translation are left out.
+    """
+    if not _has_translation(sub):
+        return []
+    a, _, b = str(sub.iloc[0].get("modalities", "a+b")).partition("+")
+    a, b = a or "a", b or "b"
+    rows = []
+    for _, r in sub.iterrows():
+        if not _has_translation(r.to_frame().T):
+            continue
+        rows.append([r["method"]] + [_fmt(r.get(c)) for c, _ in _TRANSLATION_COLS])
+    header = ["method"] + [h.format(a=a, b=b) for _, h in _TRANSLATION_COLS]
+    return [
+        "Translation (Pearson r in log1p-normalised space; see above):",
+        "",
+        _table(header, rows),
+        "",
+    ]
 
 
 def _commands(latest: pd.DataFrame) -> list[str]:
@@ -272,6 +358,8 @@ def render_markdown(
         "the data and ran the method. Only the latest run per method / dataset / protocol is "
         "shown; every run is in `benchmarks/results.csv`.",
         "",
+        TRANSLATION_TEXT,
+        "",
     ]
     for name, proto in _group_order(latest):
         sub = _method_order(latest[(latest["dataset"] == name) & (latest["protocol"] == proto)])
@@ -297,6 +385,7 @@ def render_markdown(
             ),
             "",
         ]
+        out += translation_table(sub)
     ratios = ratio_rows(latest)
     out += ["## scmint / peer ratios", ""]
     if ratios:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import SCORE_KEYS
+from ._protocols import TRANSLATION_KEYS
 
 #: Columns of ``benchmarks/results.csv``, in order.
 FIELDS = (
@@ -30,12 +31,15 @@ FIELDS = (
     "n_train",
     "n_query",
     *SCORE_KEYS,
+    *TRANSLATION_KEYS,
     "train_time_s",
     "n_epochs",
     "time_per_epoch_s",
     "inference_time_s",
     "peak_memory_mb",
     "import_memory_mb",
+    "translation_time_s",
+    "translation_peak_memory_mb",
     "device",
     "scmint_version",
     "scvi_tools_version",
@@ -103,7 +107,7 @@ def _child(job: dict, outdir: str) -> None:
     out = Path(outdir)
     try:
         from ._methods import run_method
-        from ._protocols import make_split, scored_arrays
+        from ._protocols import make_split, score_translation, scored_arrays
 
         import_mb = _peak_rss_mb("VmRSS")  # scmint, scvi-tools, torch imported; no data yet
         split = make_split(job["dataset"], job["protocol"])
@@ -115,6 +119,8 @@ def _child(job: dict, outdir: str) -> None:
             seed=job.get("seed", 0),
             **kwargs,
         )
+        peak_mb = _peak_rss_mb()  # training and embedding, before any translation
+        translation, translation_s = score_translation(split, result.translate)
         a, b = split.modalities
         z_a, z_b, lab_a, lab_b, paired = scored_arrays(split, result.embeddings)
         np.savez(
@@ -135,8 +141,11 @@ def _child(job: dict, outdir: str) -> None:
             "inference_time_s": result.inference_time_s,
             "params": result.params,
             "device": _device(),
-            "peak_memory_mb": _peak_rss_mb(),
+            "peak_memory_mb": peak_mb,
             "import_memory_mb": import_mb,
+            "translation": translation,
+            "translation_time_s": translation_s,
+            "translation_peak_memory_mb": _peak_rss_mb() if result.translate else float("nan"),
         }
         (out / "info.json").write_text(json.dumps(info, default=str))
     except BaseException:
@@ -212,7 +221,11 @@ def run_benchmark(
 
     The method runs in a spawned process so that its peak resident memory
     (``VmHWM``) is its own; the scores are computed here from the embeddings it
-    saves.
+    saves. A method that translates between modalities is scored in that process too
+    (:func:`~scmint.benchmark.score_translation`), after its peak memory of training
+    and embedding has been read; ``translation_time_s`` and
+    ``translation_peak_memory_mb`` (the process's peak including translation) are its
+    cost.
 
     Parameters
     ----------
@@ -277,12 +290,15 @@ def run_benchmark(
         "n_train": info["n_train"],
         "n_query": info["n_query"],
         **{k: _as_float(scores.get(k)) for k in SCORE_KEYS},
+        **{k: _as_float(info.get("translation", {}).get(k)) for k in TRANSLATION_KEYS},
         "train_time_s": round(info["train_time_s"], 3),
         "n_epochs": n_epochs if n_epochs is not None else "",
         "time_per_epoch_s": round(info["train_time_s"] / n_epochs, 4) if n_epochs else "",
         "inference_time_s": round(info["inference_time_s"], 3),
         "peak_memory_mb": round(info["peak_memory_mb"], 1),
         "import_memory_mb": round(info["import_memory_mb"], 1),
+        "translation_time_s": _rounded(info.get("translation_time_s"), 3),
+        "translation_peak_memory_mb": _rounded(info.get("translation_peak_memory_mb"), 1),
         "device": info["device"],
         "scmint_version": _pkg_version("scmint"),
         "scvi_tools_version": _pkg_version("scvi-tools"),
@@ -293,6 +309,14 @@ def run_benchmark(
     if results is not None:
         append_row(row, results)
     return row
+
+
+def _rounded(value, digits: int) -> float:
+    """``round(value, digits)``, NaN for missing values."""
+    try:
+        return round(float(value), digits)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _as_float(value) -> float:

@@ -4,7 +4,10 @@ Cross-modal alignment of paired cells (:func:`foscttm`, :func:`matching_score`,
 :func:`recall_at_k`), label transfer across modalities
 (:func:`label_transfer_accuracy`), thin wrappers over scib-metrics
 (:func:`celltype_asw`, :func:`modality_mixing_asw`, :func:`graph_connectivity`,
-:func:`nmi_ari`) and the standard table row :func:`integration_scores`.
+:func:`nmi_ari`), the standard table row :func:`integration_scores`, and the
+quality of cross-modal translation (:func:`translation_correlation`: per-feature and
+per-cell Pearson correlation of predicted with measured profiles; :func:`mean_profile`
+for the mean-profile baseline; :func:`log_normalize`).
 """
 
 from ._cross_modal import (
@@ -24,19 +27,29 @@ from ._scib import (
     modality_mixing_asw,
     nmi_ari,
 )
+from ._translation import (
+    TranslationCorrelation,
+    log_normalize,
+    mean_profile,
+    translation_correlation,
+)
 
 __all__ = [
     "SCORE_KEYS",
+    "TranslationCorrelation",
     "celltype_asw",
     "foscttm",
     "foscttm_per_cell",
     "graph_connectivity",
     "integration_scores",
     "label_transfer_accuracy",
+    "log_normalize",
     "matching_matrix",
     "matching_score",
     "matching_score_from_matrix",
+    "mean_profile",
     "modality_mixing_asw",
     "nmi_ari",
     "recall_at_k",
+    "translation_correlation",
 ]
