@@ -177,8 +177,9 @@ def test_render_markdown_table(tmp_path):
     assert "## bmmc_cite_starter — P1" in text
     assert "| method | FOSCTTM ↓ |" in text
     assert "| totalvi | 0.300 |" in text and "| totalvi | 0.400 |" not in text
-    # newmodel is no registered peer: ratio row newmodel / totalvi (0.15 / 0.3, 5 / 10)
-    assert "| bmmc_cite_starter P1 | newmodel | totalvi | 0.500 | 0.500 |" in text
+    # newmodel is no registered peer: ratio row newmodel / totalvi (FOSCTTM 0.15 / 0.3,
+    # matching and label transfer equal, time 5 / 10)
+    assert "| bmmc_cite_starter P1 | newmodel | totalvi | 0.500 | 1.000 | 1.000 | 0.500 |" in text
     assert (tmp_path / "figures" / "foscttm.png").stat().st_size > 0
     # hand-written notes survive a re-render
     out.write_text(out.read_text().replace("(none)", "my note"))
