@@ -255,6 +255,9 @@ def test_model_api_on_mosaic(pbmc_mosaic):
         model.translate(source="rna", target="adt", indices=rna_only, library="observed")
     with pytest.raises(KeyError, match="Unknown batch"):
         model.translate(source="rna", target="adt", batch="nowhere")
+    with pytest.raises(ValueError, match="no cells measured in 'adt'"):
+        model.translate(source="rna", target="adt", batch="p1_0")  # the RNA-only batch
+    assert model._decoder_batch(None, "adt") != model._batch_code("p1_0")
     labels = model.predict(modality="joint")
     assert labels.shape == (mdata.n_obs,) and set(labels) <= set(model.classes_)
     genes = list(mdata["rna"].var_names[:30])

@@ -12,6 +12,7 @@ import mudata as md
 import numpy as np
 import pandas as pd
 import torch
+from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scmint.data import MuDataSetupMixin
@@ -390,6 +391,29 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
             out[part] = self.module.combine(*tensors, sample=False).float().cpu().numpy()
         return out
 
+    def _decoder_batch(self, batch: str | int | None, target: str) -> int:
+        """Registry code of the batch whose ``target`` decoder parameters are used.
+
+        ``None``: the batch with the most cells measured in ``target`` (in a mosaic the
+        first batch may hold none, and its parameters for ``target`` were never trained).
+        A batch without ``target`` cells is refused for the same reason.
+        """
+        codes = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()[
+            self._registered_mask(target)
+        ]
+        counts = np.bincount(codes.astype(np.int64), minlength=self.summary_stats.n_batch)
+        if batch is None:
+            return int(counts.argmax())
+        code = self._batch_code(batch)
+        if counts[code] == 0:
+            names = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+            usable = [str(n) for n, c in zip(names.categorical_mapping, counts, strict=True) if c]
+            raise ValueError(
+                f"Batch {batch!r} has no cells measured in '{target}', so its '{target}' "
+                f"decoder parameters were never trained. Choose one of {usable}."
+            )
+        return code
+
     def _libraries(self, library, target: str, cells: Cells) -> np.ndarray:
         """Library sizes of the predicted ``target`` profiles of ``cells``."""
         if isinstance(library, str) and library == "observed":
@@ -414,7 +438,7 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
     ) -> np.ndarray:
         """``target`` profiles (means or samples) decoded from embeddings ``u``."""
         self.module.eval()
-        code = self._batch_code(batch)
+        code = self._decoder_batch(batch, target)
         count = self.likelihoods_[target] in COUNT_LIKELIHOODS
         bs = batch_size or INFERENCE_BATCH
         out = np.empty((u.shape[0], self.adata.mod[target].n_vars), dtype=np.float32)
@@ -499,7 +523,8 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
             ``"observed"`` (the cells' own ``target`` totals; they must have
             ``target``), a number, or one per cell.
         batch
-            Batch (name or code) whose decoder parameters are used (default the first).
+            Batch (name or code) whose decoder parameters are used; it must have cells
+            measured in ``target``. Default: the batch with the most such cells.
         batch_size
             Cells per forward pass.
 
@@ -513,7 +538,7 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
             raise ValueError(f"Name source= and target= modalities (of {self.modalities}).")
         self._check_modality(source, joint=True)
         self._check_modality(target)
-        self._batch_code(batch)  # an unknown batch fails before any computation
+        self._decoder_batch(batch, target)  # a bad batch fails before any computation
         self._check_if_trained(warn=True)
         cells = self._cells(mdata, None if source == "joint" else source, indices)
         if source == "joint":
@@ -567,7 +592,7 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
         library
             Library size of count predictions: ``"mean"`` or a number.
         batch
-            Batch whose decoder parameters are used (default the first).
+            Batch whose decoder parameters are used (as in :meth:`translate`).
         batch_size
             Cells per forward pass.
 
