@@ -22,7 +22,7 @@ def test_demo_on_simulator_writes_report(tmp_path):
     assert "foscttm" in md_text
     assert _foscttm(md_text) < 0.3  # the simulated modalities share their cell states
     assert re.search(r"480 paired", md_text)
-    for method in ("cca", "minnet", "conaae"):  # every available model is in the report
+    for method in ("cca", "minnet", "conaae", "sccross", "clue"):  # every model is in the report
         assert re.search(rf"^\| {method} +\| +0\.\d+", md_text, flags=re.M), method
         assert (tmp_path / f"embedding_{method}.png").stat().st_size > 10_000
 

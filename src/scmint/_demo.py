@@ -99,20 +99,100 @@ def _conaae(
 
     from .model import CONAAE
 
-    query = np.setdiff1d(
-        np.flatnonzero(
-            padded.obs[data.indicator_key(mod_a)].to_numpy().astype(bool)
-            & padded.obs[data.indicator_key(mod_b)].to_numpy().astype(bool)
-        ),
-        reference,
-    )
-    train = np.setdiff1d(np.arange(padded.n_obs), query)
-    cells = padded[train].copy()
+    cells = _training_cells(padded, mod_a, mod_b, reference)
     CONAAE.setup_mudata(cells, modalities=[mod_a, mod_b], labels_key=labels_key)
     scvi.settings.seed = seed
     model = CONAAE(cells, anchor_weight=0.1)
     # 10x Con-AAE's learning rate so that a short run converges (the demo must be quick)
     model.train(max_epochs=20, plan_kwargs={"lr": 1e-3}, enable_progress_bar=False)
+
+    return _embedder(model, padded)
+
+
+def _gene_matrices(cells: md.MuData, modalities: Sequence[str]) -> dict:
+    """ATAC gene activity for SCCROSS's MNN prior, where the data allow it.
+
+    A modality whose features are peaks (``chr-start-end``) gets a cells x genes matrix
+    (:func:`scmint.pp.gene_activity`) when the other modality's ``var`` has gene
+    coordinates (``chrom``, ``start``, ``end``; the simulator writes them). Otherwise
+    nothing: SCCROSS then uses shared feature names, or no prior.
+    """
+    from .pp import gene_activity, parse_peak_names
+
+    out = {}
+    for peaks, genes in (modalities, modalities[::-1]):
+        var = cells[genes].var
+        if not {"chrom", "start", "end"} <= set(var.columns):
+            continue
+        if parse_peak_names(cells[peaks].var_names)["parsed"].mean() < 0.9:
+            continue
+        rows = cells.obs[data.indicator_key(peaks)].to_numpy().astype(bool)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # genes without peaks
+            out[peaks] = gene_activity(
+                cells[peaks][rows], genes=var, gene_names=cells[genes].var_names
+            )
+    return out
+
+
+def _sccross(
+    padded: md.MuData,
+    mod_a: str,
+    mod_b: str,
+    reference: np.ndarray,
+    seed: int,
+    labels_key: str = "cell_type",
+):
+    """Train SCCROSS on every cell but the held-out queries; return an embedding function.
+
+    ``labels_key`` is not used (SCCROSS is unsupervised). The MNN prior comes from ATAC
+    gene activity when the genes have coordinates (the simulator's do); the known pairs
+    of the reference cells add the pairing loss.
+    """
+    import scvi
+
+    from .model import SCCROSS
+
+    cells = _training_cells(padded, mod_a, mod_b, reference)
+    batch_key = "batch" if "batch" in cells.obs.columns else None
+    SCCROSS.setup_mudata(cells, modalities=[mod_a, mod_b], batch_key=batch_key)
+    scvi.settings.seed = seed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no shared genes: no prior
+        model = SCCROSS(
+            cells,
+            n_components=50,
+            gene_matrices=_gene_matrices(cells, [mod_a, mod_b]) or None,
+            pairing_weight=1.0,
+        )
+    # few epochs at a larger learning rate and batch size (the demo must be quick)
+    model.train(
+        max_epochs=SCCROSS_EPOCHS,
+        pretrain_epochs=SCCROSS_EPOCHS,
+        lr=2e-3,
+        batch_size=256,
+        early_stopping=False,
+        enable_progress_bar=False,
+    )
+
+    return _embedder(model, padded)
+
+
+SCCROSS_EPOCHS = 10
+"""Epochs of each of SCCROSS's two training stages in the demo."""
+
+
+def _training_cells(padded: md.MuData, mod_a: str, mod_b: str, reference: np.ndarray) -> md.MuData:
+    """Every cell but the held-out queries (paired cells outside ``reference``), a copy."""
+    paired = padded.obs[data.indicator_key(mod_a)].to_numpy().astype(bool) & padded.obs[
+        data.indicator_key(mod_b)
+    ].to_numpy().astype(bool)
+    query = np.setdiff1d(np.flatnonzero(paired), reference)
+    return padded[np.setdiff1d(np.arange(padded.n_obs), query)].copy()
+
+
+def _embedder(model, padded: md.MuData):
+    """``embed(modality, rows)``: a trained model's embedding of cells of ``padded``."""
 
     def embed(modality: str, rows: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
@@ -122,9 +202,47 @@ def _conaae(
     return embed
 
 
+def _clue(
+    padded: md.MuData,
+    mod_a: str,
+    mod_b: str,
+    reference: np.ndarray,
+    seed: int,
+    labels_key: str = "cell_type",
+):
+    """Train CLUE on every cell but the held-out queries; return an embedding function.
+
+    ``labels_key`` is not used (CLUE's classifier is optional; the demo scores label
+    transfer, so it trains without labels). Single-modality cells train as they are, the
+    paired reference cells give the cross terms.
+    """
+    import scvi
+
+    from .model import CLUE
+
+    cells = _training_cells(padded, mod_a, mod_b, reference)
+    batch_key = "batch" if "batch" in cells.obs.columns else None
+    CLUE.setup_mudata(cells, modalities=[mod_a, mod_b], batch_key=batch_key)
+    scvi.settings.seed = seed
+    model = CLUE(cells)
+    # a fixed, short schedule with larger minibatches (the demo must be quick)
+    model.train(max_epochs=CLUE_EPOCHS, batch_size=256, enable_progress_bar=False)
+    return _embedder(model, padded)
+
+
+CLUE_EPOCHS = 30
+"""Epochs of CLUE in the demo."""
+
+
 def _methods() -> dict:
     """Methods the demo runs: the linear baseline and every scmint model available."""
-    return {"cca": _cca, "minnet": _minnet, "conaae": _conaae}
+    return {
+        "cca": _cca,
+        "minnet": _minnet,
+        "conaae": _conaae,
+        "sccross": _sccross,
+        "clue": _clue,
+    }
 
 
 def run_demo(
