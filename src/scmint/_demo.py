@@ -161,16 +161,15 @@ def _sccross(
         warnings.simplefilter("ignore", UserWarning)  # no shared genes: no prior
         model = SCCROSS(
             cells,
-            n_components=50,
+            n_components=50,  # PCA / LSI inputs (published: 100), enough for the simulator
             gene_matrices=_gene_matrices(cells, [mod_a, mod_b]) or None,
             pairing_weight=1.0,
         )
-    # few epochs at a larger learning rate and batch size (the demo must be quick)
+    # a fixed, short schedule at twice scCross's learning rate (the demo must be quick)
     model.train(
         max_epochs=SCCROSS_EPOCHS,
         pretrain_epochs=SCCROSS_EPOCHS,
         lr=2e-3,
-        batch_size=256,
         early_stopping=False,
         enable_progress_bar=False,
     )

@@ -89,10 +89,14 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
         L2-normalise embeddings (published default).
     alignment
         ``"cosine"`` (published code) or ``"mse"`` (paper).
-    data_weight, kl_weight, joint_cross_weight, real_cross_weight, alignment_weight,
+    data_weight, kl_weight
+        Weights of the self ELBO's likelihood and KL terms (published: 1 and 1).
+    joint_cross_weight, real_cross_weight, alignment_weight
+        Weights of the joint-cross and real-cross ELBO and the alignment term
+        (published: 0.02 each); 0 switches a term off.
     adversarial_weight, classifier_weight
-        Term weights (published: 1, 1, 0.02, 0.02, 0.02, 0.02, 0.02); 0 switches a term
-        off (the classifier also needs ``labels_key``).
+        Weights of the adversarial and classifier terms (published: 0.02 each); 0
+        switches a term off (the classifier also needs ``labels_key``).
     modality_weights
         Per-modality weights of the likelihood terms (default 1).
 
