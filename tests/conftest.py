@@ -4,6 +4,8 @@ from pathlib import Path
 
 import mudata as md
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
 
 md.set_options(pull_on_update=False)
 
@@ -59,3 +61,17 @@ def pbmc_mosaic(_pbmc_mosaic) -> md.MuData:
 def snare() -> md.MuData:
     """SNARE-seq mouse cortex, 10,309 paired cells (read-only: do not modify in tests)."""
     return _read("snare_mouse_cortex")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch / BLAS thread for a test module (``pytestmark = usefixtures``).
+
+    The models' tests train on tiny problems, where one thread is much faster than two
+    on a shared machine.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(n)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import scvi
 import torch
-from threadpoolctl import threadpool_limits
 
 import scmint
 from scmint.benchmark import make_split, score_split
@@ -18,17 +17,10 @@ from scmint.model import CLUE
 from scmint.model.clue import CLUEModule
 from scmint.train import progress_epochs
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 QUIET = {"enable_progress_bar": False}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny problems: one thread is much faster than two on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
 
 
 def _fit(split, epochs: int, **kwargs):

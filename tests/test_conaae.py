@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import scvi
 import torch
-from threadpoolctl import threadpool_limits
 
 import scmint
 from scmint.benchmark import dataset_info, get_method, make_split, run_method
@@ -27,6 +26,9 @@ from scmint.nn import (
 )
 from scmint.train import AdversarialTrainingPlan
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 EPOCHS = 30
 TRAIN = {
     "max_epochs": EPOCHS,
@@ -36,16 +38,6 @@ TRAIN = {
     "enable_progress_bar": False,
 }
 SHORT = {**TRAIN, "max_epochs": 3}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny problems: one thread is much faster than two on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
 
 
 def _p2(mdata: md.MuData, name: str):

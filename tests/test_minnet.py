@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import scvi
 import torch
-from threadpoolctl import threadpool_limits
 
 import scmint
 from scmint.model import MINNET
@@ -19,6 +18,9 @@ from scmint.train import (
     draw_pairs,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 EPOCHS = 8
 TRAIN = {
     "max_epochs": EPOCHS,
@@ -27,16 +29,6 @@ TRAIN = {
     "check_val_every_n_epoch": 1,
     "enable_progress_bar": False,
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny problems: one thread is much faster than two on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
 
 
 def _split(mdata: md.MuData):

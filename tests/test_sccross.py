@@ -9,7 +9,6 @@ import pytest
 import scvi
 import torch
 from scipy import sparse
-from threadpoolctl import threadpool_limits
 
 import scmint
 from scmint.model import SCCROSS
@@ -19,14 +18,7 @@ md.set_options(pull_on_update=False)
 FAST = {"lr": 2e-3, "early_stopping": False, "enable_progress_bar": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny problems: one thread is much faster than two on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _simulated_p2(seed: int = 0):
