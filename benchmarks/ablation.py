@@ -47,6 +47,12 @@ DEFAULT_VARIANTS = {
         "no alignment term": {"alignment_weight": 0.0},
         "no adversarial": {"adversarial_weight": 0.0},
     },
+    "sccross": {
+        "published (unsupervised)": {},
+        "label classifier": {"classifier_weight": 1.0},
+        "pairing": {"pairing_weight": 1.0},
+        "pairing + label classifier": {"pairing_weight": 1.0, "classifier_weight": 1.0},
+    },
 }
 
 

@@ -20,7 +20,7 @@ from ._likelihoods import (
     BatchLikelihoodDecoder,
     ZeroInflatedLogNormal,
 )
-from ._losses import flexible_margin, flexible_margin_contrastive_loss
+from ._losses import flexible_margin, flexible_margin_contrastive_loss, labelled_cross_entropy
 from ._metric_learning import batch_hard_triplet_loss, mmd_rbf
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "batch_hard_triplet_loss",
     "cross_entropy_gan_loss",
     "flexible_margin",
+    "labelled_cross_entropy",
     "flexible_margin_contrastive_loss",
     "frozen_batch_norm_stats",
     "least_squares_gan_loss",

@@ -14,7 +14,12 @@ from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
 from scmint.data import data_key, mask_key
-from scmint.nn import FeatureScalerLayer, GaussianEncoder, ModalityDiscriminator
+from scmint.nn import (
+    FeatureScalerLayer,
+    GaussianEncoder,
+    ModalityDiscriminator,
+    labelled_cross_entropy,
+)
 from scmint.nn._adversarial import cross_entropy_gan_loss
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, BatchLikelihoodDecoder
 
@@ -534,17 +539,8 @@ class CLUEModule(BaseModuleClass):
 
     def _classification(self, tensors, qu, has) -> torch.Tensor | None:
         codes = tensors[REGISTRY_KEYS.LABELS_KEY].long().view(-1)
-        classes = self.class_of_code[codes]
-        logits, target = [], []
-        for m in self.modalities:
-            labelled = has[m] & (classes >= 0)
-            if labelled.any():
-                rows = labelled[has[m]]
-                logits.append(self.classifier(qu[m].loc[rows]))
-                target.append(classes[labelled])
-        if not logits:
-            return None
-        return F.cross_entropy(torch.cat(logits), torch.cat(target))
+        means = {m: q.loc for m, q in qu.items()}
+        return labelled_cross_entropy(self.classifier, means, has, self.class_of_code[codes])
 
     def discriminator_loss(
         self, tensors: dict[str, torch.Tensor], inference_outputs: dict

@@ -138,6 +138,14 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         dot products, here similarities are cosines).
     pairing_weight
         Weight of the distance between joint embeddings of known pairs (0: off).
+    classifier_weight
+        Weight of the cross-entropy of a linear cell-type classifier shared by all
+        modalities on the joint embeddings ``z`` of the labelled cells (stage 2; cells in
+        the unlabelled category take no part). 0 (default): off, as published (scCross is
+        unsupervised). A scmint extension for unpaired data whose modalities share no
+        genes for the MNN prior (e.g. RNA + ATAC without peak-gene links or gene
+        coordinates): the adversaries alone do not find the correspondence, the labels
+        do (1.0 is a good start). Needs ``labels_key`` in :meth:`setup_mudata`.
     modality_weights
         ``{modality: w_k}`` weights of the per-modality terms (default 1).
 
@@ -179,6 +187,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         mnn_weight: float = 0.04,
         pretrain_mnn_weight: float = 0.04,
         pairing_weight: float = 0.0,
+        classifier_weight: float = 0.0,
         modality_weights: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(mdata)
@@ -195,6 +204,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
             ("mnn_weight", mnn_weight),
             ("pretrain_mnn_weight", pretrain_mnn_weight),
             ("pairing_weight", pairing_weight),
+            ("classifier_weight", classifier_weight),
         ):
             if isinstance(value, bool) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
@@ -214,6 +224,14 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
             "cells_per_metacell": cells_per_metacell,
         }
         self.prior_, self.prior_info_ = self._compute_prior(gene_matrices, prior_kwargs)
+        classes, class_of_code = self._label_classes()
+        if classifier_weight > 0 and len(classes) < 2:
+            raise ValueError(
+                f"classifier_weight={classifier_weight} needs cell-type labels with two or "
+                f"more classes, but the MuData was set up with "
+                f"{'no labels_key' if not classes else 'one class'}. Pass labels_key= to "
+                "SCCROSS.setup_mudata, or set classifier_weight=0."
+            )
         n_batch = self.summary_stats.n_batch
         self.module = self._module_cls(
             modalities=mods,
@@ -232,6 +250,9 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
             mnn_weight=mnn_weight,
             pretrain_mnn_weight=pretrain_mnn_weight,
             pairing_weight=pairing_weight,
+            n_classes=len(classes),
+            class_of_code=class_of_code,
+            classifier_weight=classifier_weight,
             modality_weights=modality_weights,
         )
         inputs = ", ".join(
@@ -242,7 +263,8 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         prior = "none" if self.prior_ is None else f"MNN prior {prior_components}-d"
         self._model_summary_string = (
             f"SCCROSS: {inputs}; n_latent={n_latent}, {n_batch} batches, {prior}; "
-            f"lambda_GAN={gan_weight:g}, lambda_MNN={mnn_weight:g}, pairing={pairing_weight:g}."
+            f"lambda_GAN={gan_weight:g}, lambda_MNN={mnn_weight:g}, pairing={pairing_weight:g}, "
+            f"classifier={classifier_weight:g}."
         )
         self.init_params_ = self._get_init_params(locals())
         # gene_matrices only serve the prior (saved as prior_); keep them out of save files

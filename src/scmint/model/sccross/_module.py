@@ -12,7 +12,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from scmint.data import data_key, mask_key
-from scmint.nn import ModalityDiscriminator, modality_adversarial_loss
+from scmint.nn import ModalityDiscriminator, labelled_cross_entropy, modality_adversarial_loss
 from scmint.nn._alignment import gram_alignment_loss, paired_distance_loss
 from scmint.nn._gaussian import GaussianEncoder, GaussianLinear
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, EPS, BatchLikelihoodDecoder
@@ -42,7 +42,9 @@ class SCCROSSModule(BaseModuleClass):
     **Stage 2** (fine-tuning): the stage-1 terms plus ``NLL_k(x | u')`` (``u' = z2u(u2z(u))``),
     ``z_kl_weight * KL(q(z | u_k) || q(u_k)) / F_k``, ``mnn_weight * Gram(prior, z)``,
     optional ``pairing_weight *`` mean squared distance between the ``z`` means of cells
-    measured in two modalities, minus ``gan_weight * (L_Dz + sum_k L_Dge_k)`` (the
+    measured in two modalities, optional ``classifier_weight *`` cross-entropy of a linear
+    classifier shared by all modalities on the ``z`` means of labelled cells (a scmint
+    extension: scCross itself is unsupervised), minus ``gan_weight * (L_Dz + sum_k L_Dge_k)`` (the
     encoders and decoders maximise the discriminators' cross-entropy). The
     discriminators minimise ``gan_weight * (L_Dz + sum_k L_Dge_k)``.
 
@@ -68,8 +70,13 @@ class SCCROSSModule(BaseModuleClass):
         Encoder blocks (256, 2, 0.2).
     n_prior
         Dimension of the MNN prior (0: no prior, Gram terms off).
-    kl_weight, z_kl_weight, gan_weight, mnn_weight, pretrain_mnn_weight, pairing_weight
-        Loss weights (see above).
+    n_classes
+        Classes of the optional classifier (0: none).
+    class_of_code
+        Class of each registered label code (``-1``: unlabelled).
+    kl_weight, z_kl_weight, gan_weight, mnn_weight, pretrain_mnn_weight, pairing_weight,
+    classifier_weight
+        Loss weights (see above; the classifier needs ``n_classes >= 2``).
     modality_weights
         ``w_k`` (default 1 each).
     discriminator_hidden
@@ -94,6 +101,9 @@ class SCCROSSModule(BaseModuleClass):
         mnn_weight: float = 0.04,
         pretrain_mnn_weight: float = 0.04,
         pairing_weight: float = 0.0,
+        n_classes: int = 0,
+        class_of_code: Sequence[int] | None = None,
+        classifier_weight: float = 0.0,
         modality_weights: Mapping[str, float] | None = None,
         discriminator_hidden: Sequence[int] = (256, 256),
     ) -> None:
@@ -114,6 +124,13 @@ class SCCROSSModule(BaseModuleClass):
         self.mnn_weight = float(mnn_weight)
         self.pretrain_mnn_weight = float(pretrain_mnn_weight)
         self.pairing_weight = float(pairing_weight)
+        self.n_classes = int(n_classes)
+        self.classifier_weight = float(classifier_weight) if self.n_classes > 1 else 0.0
+        codes = list(class_of_code) if class_of_code is not None else [-1]
+        self.register_buffer("class_of_code", torch.as_tensor(codes, dtype=torch.long))
+        self.classifier = (
+            nn.Linear(self.n_latent, self.n_classes) if self.classifier_weight > 0 else None
+        )
         weights = modality_weights or {}
         self.modality_weights = {m: float(weights.get(m, 1.0)) for m in self.modalities}
         self.stage = PRETRAIN
@@ -379,6 +396,13 @@ class SCCROSSModule(BaseModuleClass):
             if pairing is not None:
                 metrics["pairing_loss"] = pairing.detach()
                 total = total + self.pairing_weight * pairing
+        if self.classifier is not None:
+            codes = tensors[REGISTRY_KEYS.LABELS_KEY].long().view(-1)
+            means = {m: inference_outputs["qz"][m].loc for m in present}
+            ce = labelled_cross_entropy(self.classifier, means, has, self.class_of_code[codes])
+            if ce is not None:
+                metrics["classification_loss"] = ce.detach()
+                total = total + self.classifier_weight * ce
         if self.gan_weight > 0 and len(present) >= 2:
             fake = {m: px_cycle[m].mean for m in present}
             adv, parts = self._adversarial(z, x, fake, present, flip=True)
