@@ -452,6 +452,9 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         shuffle_set_split: bool = True,
         early_stopping: bool = True,
         early_stopping_patience: int | None = None,
+        burnin_epochs: int | None = None,
+        reduce_lr_on_plateau: bool = True,
+        lr_patience: int | None = None,
         datasplitter_kwargs: dict | None = None,
         plan_kwargs: dict | None = None,
         **trainer_kwargs: Any,
@@ -484,7 +487,17 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
             Stop a stage when its validation objective (stage 1: ``validation_loss``;
             stage 2: ``vae_loss_validation``) stops improving.
         early_stopping_patience
-            Default: scCross's ``max(ceil(4 / (lr * n_batches)), 4)``.
+            Default: scCross's ``max(ceil(4 / (lr * n_batches)), 4)`` for the automatic
+            ``max_epochs``, else the same share of ``max_epochs`` (4 / 48), at least 4.
+        burnin_epochs
+            Stage-2 epochs over which the noise on ``D_z``'s input anneals to 0 (early
+            stopping does not stop a stage-2 run before they end). Default: 8 / 48 of
+            ``max_epochs``, as published; 0: no noise.
+        reduce_lr_on_plateau
+            Divide the learning rate by 10 when the stage's validation objective stops
+            improving for ``lr_patience`` epochs (published: on).
+        lr_patience
+            Default: 2 / 48 of the stage's epochs, at least 2, as published.
         datasplitter_kwargs
             Passed to :class:`~scvi.dataloaders.DataSplitter`.
         plan_kwargs
@@ -500,21 +513,41 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         n_batches = ceil((n - n_val) / batch_size)
         max_epochs = progress_epochs(48, lr, n_batches) if max_epochs is None else int(max_epochs)
         pretrain = max_epochs if pretrain_epochs is None else int(pretrain_epochs)
-        patience = (
-            progress_epochs(4, lr, n_batches)
-            if early_stopping_patience is None
-            else early_stopping_patience
-        )
+        if max_epochs < 0 or pretrain < 0:
+            raise ValueError(
+                f"max_epochs and pretrain_epochs must be >= 0, got {max_epochs}, {pretrain}."
+            )
+
+        def share(progress: int, epochs: int) -> int:
+            """Epochs for scCross's progress units (of 48), as a share of ``epochs``."""
+            return max(ceil(epochs * progress / 48), 1)
+
+        burnin = share(8, max_epochs) if burnin_epochs is None else int(burnin_epochs)
+        if burnin < 0:
+            raise ValueError(f"burnin_epochs must be >= 0, got {burnin_epochs!r}.")
+        self.module.burnin_epochs = burnin
         if n_val > 0:
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         self._install_tables()
         optimizer = functools.partial(torch.optim.RMSprop, lr=lr, momentum=0.0)
-        plan = {
-            "optimizer": "Custom",
-            "optimizer_creator": optimizer,
-            "order": "discriminator_first",
-            **(plan_kwargs or {}),
-        }
+
+        def plan(epochs: int, monitor: str) -> dict:
+            return {
+                "optimizer": "Custom",
+                "optimizer_creator": optimizer,
+                "order": "discriminator_first",
+                "reduce_lr_on_plateau": reduce_lr_on_plateau and n_val > 0,
+                "lr_patience": max(share(2, epochs), 2) if lr_patience is None else lr_patience,
+                "lr_factor": 0.1,
+                "lr_scheduler_metric": monitor,
+                **(plan_kwargs or {}),
+            }
+
+        def patience(epochs: int) -> int:
+            if early_stopping_patience is not None:
+                return int(early_stopping_patience)
+            return max(share(4, epochs), 4)
+
         common = {
             "accelerator": accelerator,
             "devices": devices,
@@ -531,9 +564,9 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
             self.module.train()
             super().train(
                 max_epochs=pretrain,
-                plan_kwargs=plan,
+                plan_kwargs=plan(pretrain, "validation_loss"),
                 early_stopping_monitor="validation_loss",
-                early_stopping_patience=patience,
+                early_stopping_patience=patience(pretrain),
                 **common,
                 **trainer_kwargs,
             )
@@ -542,13 +575,14 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         self.module.stage = FINETUNE
         if max_epochs > 0:
             self.module.train()
+            stage2 = {"early_stopping_warmup_epochs": burnin, **trainer_kwargs}
             super().train(
                 max_epochs=max_epochs,
-                plan_kwargs={"n_discriminator_steps": 2, **plan},
+                plan_kwargs={"n_discriminator_steps": 2, **plan(max_epochs, "vae_loss_validation")},
                 early_stopping_monitor="vae_loss_validation",
-                early_stopping_patience=patience,
+                early_stopping_patience=patience(max_epochs),
                 **common,
-                **trainer_kwargs,
+                **stage2,
             )
             self.history_ = _merge_histories(history, self.history_)
         self.is_trained_ = True

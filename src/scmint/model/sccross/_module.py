@@ -46,7 +46,10 @@ class SCCROSSModule(BaseModuleClass):
     classifier shared by all modalities on the ``z`` means of labelled cells (a scmint
     extension: scCross itself is unsupervised), minus ``gan_weight * (L_Dz + sum_k L_Dge_k)`` (the
     encoders and decoders maximise the discriminators' cross-entropy). The
-    discriminators minimise ``gan_weight * (L_Dz + sum_k L_Dge_k)``.
+    discriminators minimise ``gan_weight * (L_Dz + sum_k L_Dge_k)``. During the burn-in
+    of stage 2, ``D_z`` sees ``z`` plus Gaussian noise of ``burnin_noise`` times each
+    dimension's minibatch standard deviation, annealed linearly to 0 over
+    ``burnin_epochs`` (:meth:`set_epoch`), as published.
 
     NLL terms are means over cells and features; ``F_k`` is the number of features.
     The Gram term compares cosine similarities between consecutive modalities' cells
@@ -81,6 +84,9 @@ class SCCROSSModule(BaseModuleClass):
         ``w_k`` (default 1 each).
     discriminator_hidden
         Hidden widths of the discriminators (256, 256).
+    burnin_epochs, burnin_noise
+        Stage-2 epochs over which ``D_z``'s input noise anneals to 0 (0: no noise), and
+        its scale at the start in units of the per-dimension standard deviation (1.5).
     """
 
     def __init__(
@@ -106,6 +112,8 @@ class SCCROSSModule(BaseModuleClass):
         classifier_weight: float = 0.0,
         modality_weights: Mapping[str, float] | None = None,
         discriminator_hidden: Sequence[int] = (256, 256),
+        burnin_epochs: int = 0,
+        burnin_noise: float = 1.5,
     ) -> None:
         super().__init__()
         self.modalities = list(modalities)
@@ -134,6 +142,9 @@ class SCCROSSModule(BaseModuleClass):
         weights = modality_weights or {}
         self.modality_weights = {m: float(weights.get(m, 1.0)) for m in self.modalities}
         self.stage = PRETRAIN
+        self.burnin_epochs = int(burnin_epochs)
+        self.burnin_noise = float(burnin_noise)
+        self.anneal = 0.0
         mods = self.modalities
         self.encoders = nn.ModuleDict(
             {
@@ -162,6 +173,12 @@ class SCCROSSModule(BaseModuleClass):
         for i, n in enumerate(self.n_input):
             self.register_buffer(f"_inputs_{i}", torch.zeros(0, n), persistent=False)
             self.register_buffer(f"_prior_{i}", torch.zeros(0, self.n_prior), persistent=False)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Anneal ``D_z``'s input noise in stage 2: ``max(1 - epoch / burnin_epochs, 0)``."""
+        burnin = self.burnin_epochs
+        active = self.stage == FINETUNE and burnin > 0
+        self.anneal = max(1.0 - epoch / burnin, 0.0) if active else 0.0
 
     # ------------------------------------------------------------------ data tables
     def set_tables(
@@ -313,6 +330,9 @@ class SCCROSSModule(BaseModuleClass):
         """
         parts = {}
         codes = torch.cat([z[m] for m in present])
+        if self.anneal > 0 and codes.shape[0] > 1:
+            std = codes.detach().std(dim=0, keepdim=True)
+            codes = codes + self.anneal * self.burnin_noise * std * torch.randn_like(codes)
         index = torch.cat(
             [
                 torch.full((z[m].shape[0],), self.modalities.index(m), device=codes.device)
