@@ -406,3 +406,32 @@ def test_query_forms(simulated):
     np.testing.assert_allclose(
         model.get_latent_representation(shuffled, modality="atac"), z_ad, atol=1e-4
     )
+
+
+def test_gene_set_scores_extend_the_encoder_input(tmp_path):
+    sim, rna, atac, activity, padded = _simulated_p2(seed=2)
+    truth = sim.uns["simulation"]
+    sets = {f"up_{t}": list(g[:10]) for t, g in truth["de_genes"].items()}
+    sets.update({f"down_{t}": list(g[:10]) for t, g in truth["de_genes_down"].items()})
+    SCCROSS.setup_mudata(padded, batch_key="batch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(KeyError, match="gene_sets"):
+            SCCROSS(padded, gene_sets={"adt": sets})
+    model = SCCROSS(padded, gene_matrices={"atac": activity}, gene_sets={"rna": sets})
+    scores = model.gene_set_transforms_["rna"]
+    assert isinstance(scores, scmint.pp.GeneSetScorePCA) and scores.n_output_ == 5
+    width = model.transforms_["rna"].n_output_ + 5
+    assert (
+        model.module.encoders["rna"].n_input == width
+        if hasattr(model.module.encoders["rna"], "n_input")
+        else model._input_width("rna") == width
+    )
+    inputs = model._encoder_inputs(rna.X[:40], "rna")
+    assert inputs.shape == (40, width) and "atac" not in model.gene_set_transforms_
+    model.train(max_epochs=2, pretrain_epochs=2, **FAST)
+    z = model.get_latent_representation(rna, modality="rna")
+    model.save(tmp_path / "gs", overwrite=True, save_anndata=False)
+    loaded = SCCROSS.load(tmp_path / "gs", adata=padded)
+    assert list(loaded.gene_set_transforms_["rna"].set_names_) == list(sets)
+    np.testing.assert_allclose(loaded.get_latent_representation(rna, modality="rna"), z, atol=1e-5)

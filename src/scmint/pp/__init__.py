@@ -14,7 +14,7 @@ from ._gene_activity import (
     read_genes,
     read_gtf,
 )
-from ._gene_sets import gene_set_scores, read_gmt
+from ._gene_sets import GeneSetScorePCA, gene_set_scores, read_gmt
 from ._graph_distance import GraphDistances, build_distance_graph, connectivity_to_distance_graph
 from ._mnn import cross_knn, mnn_correct, mnn_pairs, mnn_prior
 from ._neighbors import knn_graph, knn_indices
@@ -44,6 +44,7 @@ __all__ = [
     "connectivity_to_distance_graph",
     "cross_knn",
     "gene_activity",
+    "GeneSetScorePCA",
     "gene_set_scores",
     "highly_variable",
     "knn_graph",

@@ -26,7 +26,14 @@ from scmint.model._base import (
     resolve_per_modality,
 )
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
-from scmint.pp import FeatureScaler, FittedTransform, LogNormPCA, TfidfLSI, knn_indices
+from scmint.pp import (
+    FeatureScaler,
+    FittedTransform,
+    GeneSetScorePCA,
+    LogNormPCA,
+    TfidfLSI,
+    knn_indices,
+)
 from scmint.pp._mnn import common_gene_names, mnn_prior
 from scmint.train import AdversarialTrainingPlan, progress_epochs
 
@@ -110,6 +117,14 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         (``atac``, ``peaks``, ...), ``"scaled"`` for non-count likelihoods, else ``"pca"``.
     n_components
         Components of the PCA / LSI (100, as published; fewer on small data).
+    gene_sets
+        ``{modality: gene sets}`` (a dict set name -> genes, or a GMT path) for count
+        modalities whose features are genes: the encoder input of those modalities gets
+        ``gene_set_components`` principal components of per-cell gene-set scores appended
+        (:class:`~scmint.pp.GeneSetScorePCA`, fitted on the training cells and stored), as
+        scCross optionally does. Default: none.
+    gene_set_components
+        Principal components of the gene-set scores (5, as published).
     smoothing_neighbors
         Average each cell's reduced input with its ``k`` nearest neighbours (20, the
         published GCN; 0: off). New cells are smoothed over their own kNN graph.
@@ -176,6 +191,8 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         representation: Representation | Mapping[str, Representation] | None = None,
         n_components: int = 100,
         smoothing_neighbors: int = 20,
+        gene_sets: Mapping[str, Mapping[str, Sequence[str]] | str] | None = None,
+        gene_set_components: int = 5,
         gene_matrices: Mapping[str, ad.AnnData] | None = None,
         prior_components: int = 50,
         prior_neighbors: int = 20,
@@ -216,6 +233,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         self.representations_ = reps
         self.smoothing_neighbors = int(smoothing_neighbors)
         self.transforms_ = self._fit_transforms(reps, int(n_components))
+        self.gene_set_transforms_ = self._fit_gene_sets(gene_sets, likelihoods, gene_set_components)
         self.library_mean_ = self._library_means()
         prior_kwargs = {
             "n_comps": prior_components,
@@ -235,7 +253,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         n_batch = self.summary_stats.n_batch
         self.module = self._module_cls(
             modalities=mods,
-            n_input=[self.transforms_[m].n_output_ for m in mods],
+            n_input=[self._input_width(m) for m in mods],
             n_features=[self.adata.mod[m].n_vars for m in mods],
             likelihoods=likelihoods,
             n_batch=n_batch,
@@ -257,7 +275,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         )
         inputs = ", ".join(
             f"{m} ({self.adata.mod[m].n_vars} features, {reps[m]} "
-            f"{self.transforms_[m].n_output_}, {likelihoods[m]})"
+            f"{self._input_width(m)}, {likelihoods[m]})"
             for m in mods
         )
         prior = "none" if self.prior_ is None else f"MNN prior {prior_components}-d"
@@ -334,6 +352,33 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
                     self._registered(m)[rows], feature_names=self.adata.mod[m].var_names
                 )
         return transforms
+
+    def _fit_gene_sets(
+        self, gene_sets, likelihoods: Mapping[str, str], n_comps: int
+    ) -> dict[str, GeneSetScorePCA]:
+        """Fit the gene-set score PCA of each modality named in ``gene_sets``."""
+        gene_sets = dict(gene_sets or {})
+        unknown = sorted(set(gene_sets) - set(self.modalities))
+        if unknown:
+            raise KeyError(
+                f"gene_sets names unknown modalities {unknown}; the model has {self.modalities}."
+            )
+        not_counts = [m for m in gene_sets if likelihoods[m] not in COUNT_LIKELIHOODS]
+        if not_counts:
+            raise ValueError(
+                f"gene_sets need gene counts, but modalities {not_counts} have a non-count "
+                "likelihood; drop them from gene_sets."
+            )
+        if isinstance(n_comps, bool) or int(n_comps) < 1:
+            raise ValueError(f"gene_set_components must be a positive integer, got {n_comps!r}.")
+        fitted = {}
+        for m, sets in gene_sets.items():
+            rows = np.flatnonzero(self._registered_mask(m))
+            with keep_torch_threads():
+                fitted[m] = GeneSetScorePCA(sets, n_comps=int(n_comps)).fit(
+                    self._registered(m)[rows], feature_names=self.adata.mod[m].var_names
+                )
+        return fitted
 
     # ------------------------------------------------------------------ MNN prior
     def _compute_prior(
@@ -415,9 +460,18 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         return sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
 
     def _reduce(self, x, modality: str) -> np.ndarray:
-        """The stored training transform of ``modality`` applied to rows ``x``."""
+        """The stored training transforms of ``modality`` applied to rows ``x``."""
         with keep_torch_threads():
-            return self.transforms_[modality].transform(x).astype(np.float32)
+            rep = self.transforms_[modality].transform(x)
+            scores = self.gene_set_transforms_.get(modality)
+            if scores is not None:
+                rep = np.hstack([rep, scores.transform(x)])
+        return rep.astype(np.float32)
+
+    def _input_width(self, modality: str) -> int:
+        """Width of the encoder input of ``modality`` (reduction plus gene-set PCs)."""
+        scores = self.gene_set_transforms_.get(modality)
+        return self.transforms_[modality].n_output_ + (0 if scores is None else scores.n_output_)
 
     def _encoder_inputs(self, x, modality: str, graph=None) -> np.ndarray:
         """Reduced (and smoothed) encoder inputs of the rows of ``x`` (registered values)."""
@@ -433,7 +487,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         inputs = {}
         for m in self.modalities:
             rows = np.flatnonzero(self._registered_mask(m))
-            table = np.zeros((self.adata.n_obs, self.transforms_[m].n_output_), dtype=np.float32)
+            table = np.zeros((self.adata.n_obs, self._input_width(m)), dtype=np.float32)
             table[rows] = self._encoder_inputs(self._registered(m)[rows], m)
             inputs[m] = table
         self.module.set_tables(inputs, self.prior_)
