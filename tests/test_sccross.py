@@ -422,11 +422,7 @@ def test_gene_set_scores_extend_the_encoder_input(tmp_path):
     scores = model.gene_set_transforms_["rna"]
     assert isinstance(scores, scmint.pp.GeneSetScorePCA) and scores.n_output_ == 5
     width = model.transforms_["rna"].n_output_ + 5
-    assert (
-        model.module.encoders["rna"].n_input == width
-        if hasattr(model.module.encoders["rna"], "n_input")
-        else model._input_width("rna") == width
-    )
+    assert model.module.n_input[model.module.modalities.index("rna")] == width
     inputs = model._encoder_inputs(rna.X[:40], "rna")
     assert inputs.shape == (40, width) and "atac" not in model.gene_set_transforms_
     model.train(max_epochs=2, pretrain_epochs=2, **FAST)
