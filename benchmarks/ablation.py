@@ -48,8 +48,8 @@ DEFAULT_VARIANTS = {
         "no adversarial": {"adversarial_weight": 0.0},
     },
     "sccross": {
-        "published (unsupervised)": {},
-        "label classifier": {"classifier_weight": 1.0},
+        "published (unsupervised)": {"pairing_weight": 0.0},
+        "label classifier": {"pairing_weight": 0.0, "classifier_weight": 1.0},
         "pairing": {"pairing_weight": 1.0},
         "pairing + label classifier": {"pairing_weight": 1.0, "classifier_weight": 1.0},
     },

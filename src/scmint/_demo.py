@@ -163,7 +163,6 @@ def _sccross(
             cells,
             n_components=50,  # PCA / LSI inputs (published: 100), enough for the simulator
             gene_matrices=_gene_matrices(cells, [mod_a, mod_b]) or None,
-            pairing_weight=1.0,
         )
     # a fixed, short schedule at twice scCross's learning rate (the demo must be quick)
     model.train(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -771,6 +772,11 @@ def _fit_sccross(split: Split, *, gene_prior: bool = True, **kwargs) -> MethodRe
     )
     links = split.extra.get("gene_peak_links")
     result.params["gene_prior"] = Path(links).name if matrices is not None else None
+    if "pairing_weight" not in result.params:  # the model's default, recorded with the row
+        from scmint.model import SCCROSS
+
+        default = inspect.signature(SCCROSS).parameters["pairing_weight"].default
+        result.params["pairing_weight"] = default
     return result
 
 
@@ -781,21 +787,22 @@ register_method(
     notes="""
 `scmint.model.SCCROSS` (scCross: per-modality VAEs on stored PCA / LSI inputs smoothed over
 a kNN graph, batch-specific count decoders, aligners, modality and generated-vs-real
-discriminators, MNN prior on common genes) with its defaults except the epochs:
-`max_epochs` is used for both training stages (the published automatic count is far
-longer). The pairing option is off (the published behaviour). MNN prior: RNA + ATAC rows
-with a gene-peak links file (`snare_mouse_cortex`: `gene_peak_prior.npz`) give the prior an
-ATAC gene-activity matrix (`scmint.pp.gene_activity`: counts of the peaks linked to each
-RNA gene, training cells only; params `gene_prior`); elsewhere the prior needs 50 feature
-names shared by the modalities, which neither starter has (`bmmc_multiome_starter`: no
-links or gene coordinates; `bmmc_cite_starter`: 3 protein names among the genes), so there
-the modalities align through the adversaries only (the ablation table shows the scmint
-extension `classifier_weight=1.0`, a shared cell-type classifier on the joint space, which
-aligns them with the labels; off here, as published). Training time
-includes building the inputs and the prior. Query cells are encoded one modality at a
-time. Translation: `translate(query[source], source=, target=)`, the target decoder's
-negative-binomial mean at the mean training library size and the first batch's decoder
-(the published defaults), normalised and logged like the measured counts.
+discriminators, MNN prior on common genes) with its defaults except the epochs: `max_epochs`
+is used for both training stages (the published automatic count is far longer). The pairing
+term is on (its default, `pairing_weight=1`, chosen by the ablation: it acts in P1 on the
+paired reference cells; in P2 there are none, so the model trains as published). MNN prior:
+RNA + ATAC rows with a gene-peak links file (`snare_mouse_cortex`: `gene_peak_prior.npz`)
+give the prior an ATAC gene-activity matrix (`scmint.pp.gene_activity`: counts of the peaks
+linked to each RNA gene, training cells only; params `gene_prior`); elsewhere the prior
+needs 50 feature names shared by the modalities, which neither starter has
+(`bmmc_multiome_starter`: no links or gene coordinates; `bmmc_cite_starter`: 3 protein names
+among the genes), so there the modalities align through the adversaries only (the ablation
+table shows the scmint extension `classifier_weight=1.0`, a shared cell-type classifier on
+the joint space, which aligns them with the labels; off here, as published). Training time
+includes building the inputs and the prior. Query cells are encoded one modality at a time.
+Translation: `translate(query[source], source=, target=)`, the target decoder's
+negative-binomial mean at the mean training library size and the first batch's decoder (the
+published defaults), normalised and logged like the measured counts.
 """,
     unsupported={"P3": "not run yet"},
 )(_fit_sccross)
