@@ -166,7 +166,8 @@ def _sccross(
         )
     # a fixed, short schedule at twice scCross's learning rate (the demo must be quick),
     # without the burn-in noise on D_z: in a 10-epoch stage it costs alignment (held-out
-    # FOSCTTM on the default simulation 0.33 without, 0.36 with)
+    # FOSCTTM on the default simulation, seeds 0-2: 0.33 / 0.31 / 0.25 without, 0.36 /
+    # 0.33 / 0.32 with)
     model.train(
         max_epochs=SCCROSS_EPOCHS,
         pretrain_epochs=SCCROSS_EPOCHS,

@@ -553,7 +553,8 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
             stopping does not stop a stage-2 run before they end). Default: 8 / 48 of
             ``max_epochs``, as published; 0: no noise. In very short runs the noisy
             epochs cost alignment (on the demo's simulation, 10 + 10 epochs: held-out
-            FOSCTTM 0.36 with, 0.33 without; 20 + 20 epochs: 0.336 and 0.337).
+            FOSCTTM 0.34 with, 0.30 without, mean of three seeds; 20 + 20 epochs, one
+            seed: 0.336 and 0.337).
         reduce_lr_on_plateau
             Divide the learning rate by 10 when the stage's validation objective stops
             improving for ``lr_patience`` epochs (published: on).
