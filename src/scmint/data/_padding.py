@@ -198,6 +198,11 @@ def pad_mudata(
 
     mods = [mdata.mod[m] for m in names]
     cells = _union_of_cells(mods, names)
+    if len(cells) == 0:
+        raise ValueError(
+            f"The MuData holds no cells: modalities {names} have 0 observations. Check the "
+            "filtering or subsetting that produced it."
+        )
     padded = {name: _pad_modality(adata, cells) for name, adata in zip(names, mods, strict=True)}
     obs = _carry_obs_columns(padded, mdata.obs, cells)
     for name, adata in zip(names, mods, strict=True):
@@ -236,6 +241,14 @@ def check_padded(
     if indicator_prefix is None:
         indicator_prefix = mdata.uns.get(PADDING_UNS_KEY, {}).get(
             "indicator_prefix", INDICATOR_PREFIX
+        )
+    if not mdata.obs_names.is_unique:
+        dup = mdata.obs_names[mdata.obs_names.duplicated()].unique()[:3].tolist()
+        raise ValueError(
+            f"The MuData has duplicated cell names (obs_names, e.g. {dup}); cells are matched "
+            "across modalities by name. Make them unique in each modality "
+            "(adata.obs_names_make_unique()) and pad again: "
+            "mdata = scmint.data.pad_mudata(mdata)."
         )
     for name in names:
         mod = mdata.mod[name]

@@ -85,6 +85,17 @@ def prepare_query_mudata(
         raise ValueError(
             f"The query holds none of the model's modalities {names} (it has {list(query.mod)})."
         )
+    for m in present:
+        cells = query.mod[m].obs_names
+        if not cells.is_unique:
+            dup = cells[cells.duplicated()].unique()[:3].tolist()
+            raise ValueError(
+                f"The query's modality '{m}' has duplicated cell names (obs_names, e.g. "
+                f"{dup}); cells are matched across modalities by name, so make them unique "
+                "first (adata.obs_names_make_unique())."
+            )
+    if all(query.mod[m].n_obs == 0 for m in present):
+        raise ValueError("The query holds no cells (0 observations).")
     layers = dict.fromkeys(names, layer) if not isinstance(layer, Mapping) else dict(layer)
     padded_already = set(present) == set(names) and is_padded(query, names)
     mods: dict[str, ad.AnnData] = {}

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
+from copy import deepcopy
 from typing import Any
 
+import anndata as ad
 import mudata as md
 import numpy as np
 import pandas as pd
+import rich.pretty  # noqa: F401  scvi-tools 1.4.2's view_anndata_setup uses it unimported
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
+from scvi.data._constants import _SETUP_ARGS_KEY
 from scvi.data.fields import (
     BaseAnnDataField,
     MuDataCategoricalObsField,
@@ -17,14 +22,17 @@ from scvi.data.fields import (
     MuDataLayerField,
     MuDataNumericalObsField,
 )
+from scvi.model.base._save_load import _load_saved_files
 
 from ._padding import INDICATOR_PREFIX, PADDING_UNS_KEY, check_padded, indicator_key
 from ._validation import (
+    check_cells,
     check_counts,
-    check_finite,
+    check_features,
     check_labels,
     check_modalities,
     check_nonempty_cells,
+    check_values,
     get_matrix,
     resolve_layers,
 )
@@ -53,7 +61,10 @@ def _obs_column_or_raise(mdata: md.MuData, key: str, what: str) -> None:
         if in_mods
         else ""
     )
-    raise KeyError(f"{what} '{key}' is not a column of mdata.obs.{hint}")
+    raise KeyError(
+        f"{what} '{key}' is not a column of mdata.obs (columns: {list(mdata.obs.columns)})."
+        f"{hint or ' Fix the name, or add the column to mdata.obs.'}"
+    )
 
 
 def validate_mudata(
@@ -100,17 +111,16 @@ def validate_mudata(
         )
     names = check_modalities(mdata, list(mdata.mod.keys()) if modalities is None else modalities)
     prefix = mdata.uns.get(PADDING_UNS_KEY, {}).get("indicator_prefix", INDICATOR_PREFIX)
+    check_cells(mdata)
     check_padded(mdata, names, prefix)
     layers = resolve_layers(names, layer)
     unknown_counts = [m for m in count_modalities if m not in names]
     if unknown_counts:
         raise KeyError(f"count_modalities {unknown_counts} are not among modalities {names}.")
     for m in names:
+        check_features(mdata.mod[m], m)
         x = get_matrix(mdata.mod[m], layers[m])
-        if m in count_modalities:
-            check_counts(x, m, layers[m])
-        else:
-            check_finite(x, m, layers[m])
+        check_values(x, m, layers[m], kind="counts" if m in count_modalities else "any")
     check_nonempty_cells(mdata, names, layers, prefix)
     if batch_key is not None:
         _obs_column_or_raise(mdata, batch_key, "batch_key")
@@ -171,6 +181,70 @@ def mudata_fields(
             MuDataNumericalObsField(mask_key(m), indicator_key(m, indicator_prefix), mod_key=None)
         )
     return fields
+
+
+def _features_in_training_order(
+    model_name: str, dir_path: str, mdata: md.MuData, prefix: str | None = None
+) -> md.MuData:
+    """``mdata`` with each modality's features in the order a saved model was trained on.
+
+    Returns ``mdata`` itself when every modality already matches, a reordered copy when
+    only the order differs; raises when features are missing or extra.
+    """
+    if not isinstance(mdata, md.MuData):
+        raise TypeError(
+            f"{model_name}.load expects a padded mudata.MuData as adata, got "
+            f"{type(mdata).__name__}. To embed cells of one modality, load the model and "
+            "pass them as a query: model.get_latent_representation(adata, modality=...)."
+        )
+    saved = _load_saved_files(dir_path, load_adata=False, prefix=prefix, map_location="cpu")
+    var_names = saved[1]
+    if not isinstance(var_names, Mapping):
+        return mdata  # a legacy save with one list of names: scvi-tools checks it
+    modalities = saved[0]["registry_"][_SETUP_ARGS_KEY].get("modalities") or list(var_names)
+    reordered: dict[str, ad.AnnData] = {}
+    for m in modalities:
+        if m not in mdata.mod:
+            raise KeyError(
+                f"The MuData passed to {model_name}.load has no modality '{m}' (it has "
+                f"{list(mdata.mod)}); the model was trained on {list(modalities)}."
+            )
+        reference = pd.Index(np.asarray(var_names[m]).astype(str))
+        names = pd.Index(np.asarray(mdata.mod[m].var_names).astype(str))
+        if names.equals(reference):
+            continue
+        check_features(mdata.mod[m], m)
+        missing = reference.difference(names, sort=False)
+        extra = names.difference(reference, sort=False)
+        if len(missing) or len(extra):
+            raise ValueError(
+                f"Modality '{m}' of the MuData passed to {model_name}.load does not hold the "
+                f"{len(reference)} features the model was trained on: {len(missing)} are "
+                f"missing (e.g. {missing[:3].tolist()}) and {len(extra)} are not the "
+                f"model's (e.g. {extra[:3].tolist()}). load needs the training features; "
+                f"subset or reorder them (mdata.mod['{m}'] = "
+                f"mdata.mod['{m}'][:, features].copy()), or load the model with the "
+                "MuData it was trained on and pass these cells as a query "
+                "(get_latent_representation, translate, perturb), which matches "
+                "features by name and zero-fills the missing ones."
+            )
+        reordered[m] = mdata.mod[m][:, mdata.mod[m].var_names[names.get_indexer(reference)]]
+    if not reordered:
+        return mdata
+    warnings.warn(
+        f"Modalities {list(reordered)} hold the model's features in another order; "
+        f"{model_name}.load registers a copy of the MuData with them in training order "
+        "(model.adata); the MuData passed in is left as it is.",
+        UserWarning,
+        stacklevel=3,
+    )
+    mods = {m: reordered[m].copy() if m in reordered else a for m, a in mdata.mod.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        out = md.MuData(mods)
+    out.obs = mdata.obs.copy()
+    out.uns.update(deepcopy(dict(mdata.uns)))
+    return out
 
 
 class MuDataSetupMixin:
@@ -256,6 +330,32 @@ class MuDataSetupMixin:
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         manager.register_fields(mdata, **kwargs)
         cls.register_manager(manager)
+
+    @classmethod
+    def load(cls, dir_path: str, adata: md.MuData | None = None, **kwargs: Any):
+        """Load a saved model, registering ``adata`` (or the MuData saved with it).
+
+        As :meth:`scvi.model.base.BaseModelClass.load`, with two checks first: ``adata``
+        passes the same validation as at setup, and each modality's features are matched
+        by name to those the model was trained on. When a modality holds the model's
+        features in another order, the model holds a copy of ``adata`` with them
+        reordered (with a warning; the MuData passed in is not modified, except for the
+        registration columns that setup adds). Missing or extra features raise an error
+        that says how to fix them.
+
+        Parameters
+        ----------
+        dir_path
+            Folder the model was saved to.
+        adata
+            Padded MuData to register with the model; default the one saved with it.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.load` (``accelerator``,
+            ``device``, ``prefix``, ``backup_url``).
+        """
+        if adata is not None:
+            adata = _features_in_training_order(cls.__name__, dir_path, adata, kwargs.get("prefix"))
+        return super().load(dir_path, adata=adata, **kwargs)
 
     @classmethod
     def _extra_fields(cls, mdata: md.MuData) -> list[BaseAnnDataField]:

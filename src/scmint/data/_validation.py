@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import anndata as ad
 import mudata as md
@@ -61,6 +62,39 @@ def check_modalities(mdata: md.MuData, modalities: Sequence[str]) -> list[str]:
     return modalities
 
 
+def check_features(adata: ad.AnnData, modality: str) -> None:
+    """Raise if a modality has no features, or features with the same name."""
+    if adata.n_vars == 0:
+        raise ValueError(
+            f"Modality '{modality}' has no features (0 columns), so there is nothing to "
+            f"learn from it. Drop it (modalities=[...] without '{modality}') or fix the "
+            "feature selection that emptied it."
+        )
+    if not adata.var_names.is_unique:
+        dup = adata.var_names[adata.var_names.duplicated()].unique()[:3].tolist()
+        raise ValueError(
+            f"Modality '{modality}' has duplicated feature names (e.g. {dup}); features are "
+            f"matched by name, so make them unique first: "
+            f"mdata.mod['{modality}'].var_names_make_unique()."
+        )
+
+
+def check_cells(mdata: md.MuData, what: str = "The MuData") -> None:
+    """Raise if ``mdata`` holds no cells or cells with the same name."""
+    if mdata.n_obs == 0:
+        raise ValueError(
+            f"{what} holds no cells (0 observations); check the filtering or subsetting "
+            "that produced it."
+        )
+    if not mdata.obs_names.is_unique:
+        dup = mdata.obs_names[mdata.obs_names.duplicated()].unique()[:3].tolist()
+        raise ValueError(
+            f"{what} has duplicated cell names (obs_names, e.g. {dup}); cells are matched "
+            "across modalities by name, so make them unique in each modality "
+            "(adata.obs_names_make_unique()) and pad again with scmint.data.pad_mudata."
+        )
+
+
 def resolve_layers(
     modalities: Sequence[str], layer: str | Mapping[str, str | None] | None
 ) -> dict[str, str | None]:
@@ -73,39 +107,120 @@ def resolve_layers(
     return {m: layer.get(m) for m in modalities}
 
 
-def check_finite(x, modality: str | None = None, layer: str | None = None) -> None:
-    """Raise if the matrix holds NaN or infinite values."""
+ValueKind = Literal["any", "nonnegative", "counts"]
+"""What a matrix must hold: any finite numbers, non-negative ones, or raw integer counts."""
+
+Context = Literal["setup", "query"]
+"""Where a matrix is checked: training data at setup (or load), or query cells."""
+
+
+def value_kind(x) -> ValueKind:
+    """The strictest :data:`ValueKind` that the finite matrix ``x`` satisfies."""
+    values = _values(x)
+    if values.size and values.min() < 0:
+        return "any"
+    if values.size and not np.array_equal(values, np.round(values)):
+        return "nonnegative"
+    return "counts"
+
+
+def check_values(
+    x,
+    modality: str | None = None,
+    layer: str | None = None,
+    kind: ValueKind = "any",
+    context: Context = "setup",
+) -> None:
+    """Raise unless the matrix holds finite numbers of the required kind.
+
+    The one validator of data values, for training data (at setup and at load) and for
+    query cells, so that both are refused for the same reasons.
+
+    Parameters
+    ----------
+    x
+        Dense or sparse cells x features matrix (not modified, never densified).
+    modality
+        Modality name used in messages.
+    layer
+        Layer name used in messages (None: ``X``).
+    kind
+        ``"any"``: finite numbers; ``"nonnegative"``: finite and >= 0 (data a model
+        log-normalises); ``"counts"``: non-negative integers (a count likelihood, or a
+        model trained on raw counts).
+    context
+        ``"setup"`` for training data, ``"query"`` for cells embedded by a trained model;
+        only the advice in the messages differs.
+    """
+    if kind not in ("any", "nonnegative", "counts"):
+        raise ValueError(f"kind must be 'any', 'nonnegative' or 'counts', got {kind!r}.")
+    where = _where(modality, layer)
+    if context == "query":
+        where = f"The query's {where}"
     values = _values(x)
     if not np.issubdtype(values.dtype, np.number):
-        raise TypeError(f"{_where(modality, layer)} holds non-numeric values ({values.dtype}).")
+        raise TypeError(
+            f"{where} holds non-numeric values ({values.dtype}); pass a numeric matrix "
+            "(e.g. adata.X = adata.X.astype('float32'))."
+        )
     bad = ~np.isfinite(values)
     if bad.any():
+        when = "before setup" if context == "setup" else "before embedding the query"
         raise ValueError(
-            f"{_where(modality, layer)} holds {int(bad.sum())} NaN or infinite values. "
-            "Remove or impute them before setup (for example set them to 0 for counts)."
+            f"{where} holds {int(bad.sum())} NaN or infinite values. "
+            f"Remove or impute them {when} (for example set them to 0 for counts)."
         )
+    if kind == "any":
+        return
+    negative = values < 0
+    if negative.any():
+        if context == "query":
+            fix = (
+                "the model was trained on non-negative values (counts or normalised "
+                "counts) in this modality, so negative values (e.g. scaled or centred "
+                "data) would be embedded wrongly. Pass the same kind of values as the "
+                "training data (the same layer, unscaled)."
+            )
+        elif kind == "counts":
+            fix = (
+                "a count likelihood (negative binomial, Poisson) needs raw non-negative "
+                "counts. Pass the layer with raw counts (layer=...) or choose a Normal "
+                "likelihood."
+            )
+        else:
+            fix = "this model log-normalises it and needs non-negative values."
+        raise ValueError(f"{where} holds {int(negative.sum())} negative values, but {fix}")
+    if kind == "nonnegative":
+        return
+    fractional = values != np.round(values)
+    if fractional.any():
+        example = values[fractional][0]
+        if context == "query":
+            fix = (
+                "the model was trained on raw integer counts in this modality, and "
+                "normalised or log-transformed data would be embedded wrongly. Pass the "
+                "query's raw counts (in the layer the model was set up with)."
+            )
+        else:
+            fix = (
+                "a count likelihood (negative binomial, Poisson) needs raw integer counts. "
+                "Normalised or log-transformed data are not counts: pass the layer with "
+                "raw counts (layer=...) or choose a Normal likelihood."
+            )
+        raise ValueError(
+            f"{where} holds {int(fractional.sum())} non-integer values (e.g. {example:g}), "
+            f"but {fix}"
+        )
+
+
+def check_finite(x, modality: str | None = None, layer: str | None = None) -> None:
+    """Raise if the matrix holds NaN, infinite or non-numeric values (training data)."""
+    check_values(x, modality, layer, kind="any")
 
 
 def check_counts(x, modality: str | None = None, layer: str | None = None) -> None:
     """Raise unless the matrix holds non-negative integers, as a count likelihood needs."""
-    check_finite(x, modality, layer)
-    values = _values(x)
-    negative = values < 0
-    if negative.any():
-        raise ValueError(
-            f"{_where(modality, layer)} holds {int(negative.sum())} negative values, but a "
-            "count likelihood (negative binomial, Poisson) needs raw non-negative counts. "
-            "Pass the layer with raw counts (layer=...) or choose a Normal likelihood."
-        )
-    fractional = values != np.round(values)
-    if fractional.any():
-        example = values[fractional][0]
-        raise ValueError(
-            f"{_where(modality, layer)} holds {int(fractional.sum())} non-integer values "
-            f"(e.g. {example:g}), but a count likelihood (negative binomial, Poisson) needs "
-            "raw integer counts. Normalised or log-transformed data are not counts: pass the "
-            "layer with raw counts (layer=...) or choose a Normal likelihood."
-        )
+    check_values(x, modality, layer, kind="counts")
 
 
 def _row_sums(x) -> np.ndarray:
@@ -125,6 +240,12 @@ def check_nonempty_cells(
         has = mdata.obs[indicator_key(m, indicator_prefix)].to_numpy().astype(bool)
         present |= has
         total += np.where(has, _row_sums(get_matrix(mdata.mod[m], layers[m])), 0.0)
+    for m in modalities:
+        if not mdata.obs[indicator_key(m, indicator_prefix)].to_numpy().astype(bool).any():
+            raise ValueError(
+                f"No cell was measured in modality '{m}' (its indicator column is all 0); "
+                f"drop it from modalities= or add the cells measured in it."
+            )
     absent = ~present
     if absent.any():
         names = mdata.obs_names[absent][:3].tolist()

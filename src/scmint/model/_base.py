@@ -25,9 +25,9 @@ from scipy import sparse
 from scvi import REGISTRY_KEYS
 
 from scmint._threads import keep_torch_threads
-from scmint.data import check_finite, data_key, indicator_key, mask_key, prepare_query_mudata
+from scmint.data import data_key, indicator_key, mask_key, prepare_query_mudata
 from scmint.data._padding import INDICATOR_PREFIX, PADDING_UNS_KEY
-from scmint.data._validation import resolve_layers
+from scmint.data._validation import ValueKind, check_values, resolve_layers, value_kind
 from scmint.nn._blocks import INPUT_NORMALIZATIONS, InputNormalization
 from scmint.pp import FeatureScaler
 
@@ -137,6 +137,17 @@ class MultiModalMixin:
         """Which registered cells were measured in ``modality``."""
         mask = self.adata_manager.get_from_registry(mask_key(modality))
         return np.asarray(mask).ravel() > 0.5
+
+    def _reference_value_kind(self, modality: str) -> ValueKind:
+        """What the registered data of ``modality`` hold: counts, non-negative or any values.
+
+        Query cells must hold the same kind (:func:`~scmint.data.check_values`), so that
+        log-normalised or scaled queries are refused by a model trained on counts.
+        """
+        kinds = self.__dict__.setdefault("_reference_value_kinds", {})
+        if modality not in kinds:
+            kinds[modality] = value_kind(self._registered(modality))
+        return kinds[modality]
 
     def _registered_layers(self) -> dict[str, str | None]:
         return resolve_layers(self.modalities, self.adata_manager.registry["setup_args"]["layer"])
@@ -250,7 +261,7 @@ class MultiModalMixin:
             matrices, has = {}, {}
             for m in self.modalities:
                 x = query.mod[m].X
-                check_finite(x, m)
+                check_values(x, m, kind=self._reference_value_kind(m), context="query")
                 matrices[m] = sparse.csr_matrix(x) if sparse.issparse(x) else np.asarray(x)
                 has[m] = query.obs[indicator_key(m, prefix)].to_numpy().astype(bool)
             cells = Cells(obs=query.obs, matrices=matrices, has=has)

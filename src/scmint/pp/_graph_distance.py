@@ -168,7 +168,7 @@ def _combat_pca(
             corrected = sc.pp.combat(tmp, key=batch_key, inplace=False)
         # genes constant within a batch give NaN in ComBat: leave them uncorrected
         bad = ~np.isfinite(corrected)
-        corrected[bad] = tmp.X[bad]
+        corrected = np.where(bad, tmp.X, corrected)
         tmp.X = corrected
     sc.pp.scale(tmp, max_value=10.0)
     n_comps = _clamp_n_comps(n_comps, tmp.shape, "build_distance_graph")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping, Sequence
 from math import ceil
 from typing import Any, Literal
@@ -179,6 +180,15 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
                 self._check_nonnegative(m, norms[m])
         classes, class_of_code = self._label_classes()
         if len(classes) < 2:
+            if self.adata_manager.registry["setup_args"].get("labels_key") is not None:
+                warnings.warn(
+                    f"labels_key has {len(classes)} cell type(s) besides the unlabelled "
+                    "category (every label missing or one type only), so CLUE's classifier "
+                    "is off and training is unsupervised. Pass a labels_key with two or "
+                    "more labelled types, or set up without labels_key to silence this.",
+                    UserWarning,
+                    stacklevel=2,
+                )
             classes, class_of_code = [], [-1]
         self.classes_ = np.asarray(classes, dtype=object)
         self.likelihoods_ = likelihoods
