@@ -19,6 +19,19 @@ def _read(name: str) -> md.MuData:
     return md.read_h5mu(path)
 
 
+def pytest_report_header(config) -> str:
+    """The versions the suite runs against (CI runs it twice: resolved and newest)."""
+    import anndata
+    import numpy
+    import pandas
+    import scvi
+
+    return (
+        f"scmint stack: pandas {pandas.__version__}, numpy {numpy.__version__}, "
+        f"anndata {anndata.__version__}, scvi-tools {scvi.__version__}, torch {torch.__version__}"
+    )
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA_DIR

@@ -317,7 +317,7 @@ def test_gene_activity_from_prior(snare, data_dir):
 
     # activity correlates positively with expression: per gene across cell-type pseudobulks
     ct = pd.get_dummies(rna.obs["cell_type"]).to_numpy(dtype=float)
-    ct /= ct.sum(0)
+    ct = ct / ct.sum(0)  # pandas 3's to_numpy may return a read-only array
 
     def pseudobulk(X):
         lib = np.maximum(np.asarray(X.sum(1)).ravel(), 1)
