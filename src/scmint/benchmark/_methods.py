@@ -723,8 +723,9 @@ GAN modality discriminator, latent cycle consistency, batch-hard triplet loss on
 types with margin 0.3, linear cell-type classifier; alpha = 10, beta = 1, 50-d latent,
 Adam lr 1e-4, betas (0.5, 0.999), weight decay 1e-4, hidden widths
 `(min(G, 1024), min(G, 256), 100)`), inputs log-normalised and standardised inside the
-module; trained on the padded training MuData with early stopping on a 10 % validation
-split (patience 20, at most 200 epochs) unless the row's params say otherwise. P2: the
+module; trained on the padded training MuData for 200 epochs (no early stopping: the
+validation objective does not track the alignment; rows run before this default stopped
+on a 10 % validation split, patience 20) unless the row's params say otherwise. P2: the
 pairing is hidden and not used. P1: the reference cells are paired, so the anchor loss
 (weight 0.1, MSE between the two embeddings of each reference cell) is switched on.
 P3: the mosaic data as stored (paired and single-modality cells, no anchor loss).

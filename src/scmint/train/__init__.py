@@ -1,6 +1,7 @@
 """Training beyond scvi-tools' plans: Siamese pairs, alternating adversarial updates."""
 
 from ._adversarial import AdversarialTrainingPlan, detach_outputs
+from ._best import RestoreBestWeights
 from ._logging import LossLoggingMixin
 from ._schedule import AUTO_EPOCH_CAP, progress_epochs
 from ._siamese import (
@@ -21,6 +22,7 @@ __all__ = [
     "LossLoggingMixin",
     "PAIR_KEYS",
     "PairSet",
+    "RestoreBestWeights",
     "SiameseDataModule",
     "SiamesePairDataset",
     "SiamesePairSampler",
