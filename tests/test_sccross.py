@@ -264,8 +264,9 @@ def test_burnin_noise_on_the_latent_discriminator(simulated):
     assert module.burnin_epochs == 0  # as the fixture asked
     assert any(k.startswith("lr") for k in model.history)  # LR on plateau, as published
     module.burnin_epochs = 2  # the default for 10 stage-2 epochs: 8 / 48, rounded up
-    z = {"rna": torch.randn(40, 50), "atac": torch.randn(30, 50) + 1.0}
-    x = {"rna": torch.rand(40, 400), "atac": torch.rand(30, 800)}
+    dev = model.device  # the GPU where the model trained on one
+    z = {"rna": torch.randn(40, 50, device=dev), "atac": torch.randn(30, 50, device=dev) + 1.0}
+    x = {"rna": torch.rand(40, 400, device=dev), "atac": torch.rand(30, 800, device=dev)}
     args = (z, x, x, ["rna", "atac"])
     module.eval()
     try:

@@ -11,6 +11,7 @@ from ._validation import (
     check_labels,
     check_modalities,
     check_nonempty_cells,
+    check_values,
 )
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "check_labels",
     "check_modalities",
     "check_nonempty_cells",
+    "check_values",
     "check_padded",
     "data_key",
     "indicator_key",
