@@ -1,4 +1,4 @@
-"""Render benchmarks/results.csv (and ablations.csv) into BENCHMARKS.md and figures.
+"""Render benchmarks/results.csv (ablations.csv, seeds.csv) into BENCHMARKS.md and figures.
 
 Usage::
 
@@ -21,10 +21,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=str(HERE.parent / "BENCHMARKS.md"))
     parser.add_argument("--figures", default=str(HERE / "figures"))
     parser.add_argument("--ablations", default=str(HERE / "ablations.csv"))
+    parser.add_argument("--seeds", default=str(HERE / "seeds.csv"))
     parser.add_argument("--no-figures", action="store_true")
     args = parser.parse_args(argv)
     figures = None if args.no_figures else args.figures
-    render(args.results, args.output, figures, ablations=args.ablations)
+    render(args.results, args.output, figures, ablations=args.ablations, seeds=args.seeds)
     print(f"wrote {args.output}")
 
 

@@ -820,7 +820,9 @@ discriminator; RMSprop lr 2e-3, batch 128) with the published defaults: negative
 for every modality (RNA, ATAC and protein counts), latent blocks of 50 (embedding K x 50,
 L2-normalised), joint rule `mean` unless `joint` is given in params; the epochs follow
 CLUE's progress schedule (72 units, capped at 1,000 epochs) with early stopping on the
-validation objective unless `max_epochs` is given. Batch covariate = the split's batch;
+validation objective unless `max_epochs` is given; at the end the weights of the best
+validation epoch after the burn-in are restored (as scglue restores its best checkpoint;
+rows before this change kept the last epoch's). Batch covariate = the split's batch;
 no labels (the classifier is off), so label transfer is not trained for. Query cells are
 embedded one modality at a time from that modality's row of the encoder matrix.
 Translation: `translate(query[source], source=, target=)`, the target decoder's mean at

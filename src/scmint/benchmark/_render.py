@@ -334,6 +334,7 @@ def render_markdown(
     notes: str | None = None,
     base: Path | None = None,
     ablations: pd.DataFrame | None = None,
+    seeds: pd.DataFrame | None = None,
 ) -> str:
     """Markdown of the benchmark results.
 
@@ -350,6 +351,8 @@ def render_markdown(
     ablations
         Rows of ablation runs (``benchmarks/ablations.csv``: a results row plus a
         ``variant`` column); the latest row per variant is shown.
+    seeds
+        Rows of the seed sweep (``benchmarks/seeds.csv``, see :func:`seeds_section`).
 
     Returns
     -------
@@ -428,6 +431,8 @@ def render_markdown(
             out += [f"![{key}]({Path(rel).as_posix()})", ""]
     if ablations is not None and not ablations.empty:
         out += ablation_section(ablations)
+    if seeds is not None and not seeds.empty:
+        out += seeds_section(seeds)
     out += ["## Methods", "", _method_notes(sorted(latest["method"].unique())), ""]
     out += ["## Commands of the runs shown", "", "```bash"] + _commands(latest) + ["```", ""]
     out += [
@@ -479,6 +484,77 @@ def ablation_section(ablations: pd.DataFrame) -> list[str]:
     return out
 
 
+SEEDS_COMMAND = "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python benchmarks/seeds.py"
+
+
+def seeds_section(seeds: pd.DataFrame) -> list[str]:
+    """Markdown lines: FOSCTTM over seeds per (method, dataset, protocol).
+
+    Parameters
+    ----------
+    seeds
+        Rows of ``benchmarks/seeds.csv`` (``method``, ``dataset``, ``protocol``,
+        ``seed``, ``foscttm``, ``epochs``, ``time``, ``max_epochs``); the latest row per
+        seed is used.
+
+    Returns
+    -------
+    list of str
+        The section's lines.
+    """
+    df = seeds.sort_values("timestamp", kind="stable") if "timestamp" in seeds else seeds
+    df = df.groupby(["method", "dataset", "protocol", "seed"], sort=False).tail(1)
+    rows = []
+    for (method, dataset, protocol), sub in df.groupby(
+        ["method", "dataset", "protocol"], sort=False
+    ):
+        f = sub["foscttm"].astype(float)
+        ep = sub["epochs"].astype(float)
+        cap = sub["max_epochs"].iloc[-1] if "max_epochs" in sub else np.nan
+        budget = "default" if pd.isna(cap) or cap == "" else str(int(float(cap)))
+        run = f"{int(ep.min())}" if ep.min() == ep.max() else f"{int(ep.min())}-{int(ep.max())}"
+        rows.append(
+            [
+                method,
+                dataset,
+                protocol,
+                ", ".join(str(int(x)) for x in sub["seed"]),
+                f"{run} / {budget}",
+                _fmt(f.mean()),
+                _fmt(f.std(ddof=1) if len(f) > 1 else np.nan),
+                _fmt(f.min()),
+                _fmt(f.max()),
+                _fmt(f.max() / f.min() if f.min() > 0 else np.nan, 2),
+                _fmt(sub["time"].astype(float).mean(), 1),
+            ]
+        )
+    header = [
+        "method",
+        "dataset",
+        "protocol",
+        "seeds",
+        "epochs run / max",
+        "FOSCTTM mean",
+        "sd",
+        "min",
+        "max",
+        "max / min",
+        "train s (mean)",
+    ]
+    return [
+        "## Seed stability",
+        "",
+        "FOSCTTM of the same split trained with different seeds (`scvi.settings.seed`; "
+        "the split is fixed), one run per seed through the harness (own process, one "
+        "CPU thread). Epochs: run / the budget given as `max_epochs` (models with early "
+        "stopping may stop sooner). Every run is in `benchmarks/seeds.csv`. "
+        f"Regenerate: `{SEEDS_COMMAND}`, then `{REGENERATE}`.",
+        "",
+        _table(header, rows),
+        "",
+    ]
+
+
 def _existing_notes(path: Path) -> str | None:
     if not path.exists():
         return None
@@ -493,6 +569,7 @@ def render(
     output: str | Path,
     figures_dir: str | Path | None = None,
     ablations: str | Path | None = None,
+    seeds: str | Path | None = None,
 ) -> str:
     """Render a results CSV into a markdown file (and figures).
 
@@ -508,6 +585,9 @@ def render(
     ablations
         CSV written by ``benchmarks/ablation.py`` (rows with a ``variant`` column);
         ``None`` or a missing file: no ablation section.
+    seeds
+        CSV written by ``benchmarks/seeds.py``; ``None`` or a missing file: no seed
+        stability section.
 
     Returns
     -------
@@ -524,8 +604,14 @@ def render(
     abl = None
     if ablations is not None and Path(ablations).exists():
         abl = pd.read_csv(ablations)
+    sd = pd.read_csv(seeds) if seeds is not None and Path(seeds).exists() else None
     text = render_markdown(
-        df, figures, notes=_existing_notes(output), base=output.parent, ablations=abl
+        df,
+        figures,
+        notes=_existing_notes(output),
+        base=output.parent,
+        ablations=abl,
+        seeds=sd,
     )
     output.write_text(text)
     return text
