@@ -547,7 +547,8 @@ def seeds_section(seeds: pd.DataFrame) -> list[str]:
         "FOSCTTM of the same split trained with different seeds (`scvi.settings.seed`; "
         "the split is fixed), one run per seed through the harness (own process, one "
         "CPU thread). Epochs: run / the budget given as `max_epochs` (models with early "
-        "stopping may stop sooner). Every run is in `benchmarks/seeds.csv`. "
+        "stopping may stop sooner; `default`: the model's own). The latest run per seed "
+        "is shown; every run is in `benchmarks/seeds.csv`. "
         f"Regenerate: `{SEEDS_COMMAND}`, then `{REGENERATE}`.",
         "",
         _table(header, rows),
