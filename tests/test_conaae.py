@@ -24,7 +24,7 @@ from scmint.nn import (
     modality_adversarial_loss,
     modality_targets,
 )
-from scmint.train import AdversarialTrainingPlan
+from scmint.train import GeneratorDiscriminatorPlan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -160,7 +160,7 @@ def test_blocks_single_row_and_scaler():
 # --------------------------------------------------------------------------- plan
 def test_training_plan_defaults_and_protocol():
     module = CONAAEModule(["a", "b"], [5, 3], n_hidden=(8,), n_latent=4)
-    plan = AdversarialTrainingPlan(module)
+    plan = GeneratorDiscriminatorPlan(module)
     assert (plan.lr, plan.weight_decay, plan.betas, plan.eps) == (1e-4, 1e-4, (0.5, 0.999), 1e-8)
     assert plan.automatic_optimization is False
     assert isinstance(plan, scvi.train.TrainingPlan)
@@ -171,11 +171,11 @@ def test_training_plan_defaults_and_protocol():
     assert opt_g.defaults["betas"] == (0.5, 0.999)
     no_adv = CONAAEModule(["a", "b"], [5, 3], n_hidden=(8,), adversarial_weight=0.0)
     assert no_adv.discriminator is None
-    assert len(AdversarialTrainingPlan(no_adv).configure_optimizers()) == 1
+    assert len(GeneratorDiscriminatorPlan(no_adv).configure_optimizers()) == 1
     with pytest.raises(TypeError, match="discriminator_loss"):
-        AdversarialTrainingPlan(scmint.model.minnet.MINNETModule(["a", "b"], [5, 3], 2))
+        GeneratorDiscriminatorPlan(scmint.model.minnet.MINNETModule(["a", "b"], [5, 3], 2))
     with pytest.raises(ValueError, match="order"):
-        AdversarialTrainingPlan(module, order="simultaneous")
+        GeneratorDiscriminatorPlan(module, order="simultaneous")
 
 
 def _batch(n: int = 12, seed: int = 0) -> dict:

@@ -2,7 +2,6 @@
 
 import warnings
 
-import matplotlib
 import mudata as md
 import numpy as np
 import pytest
@@ -376,8 +375,11 @@ def test_perturbation_and_screen_recover_de_genes(simulated):
     hits = len(top & set(up_ref + up_state))
     assert hits >= 6, result.head(10)  # measured 8 of 8 (DE genes are 16 of 32 screened)
     assert result.loc[up_ref, "score_1.5"].mean() > result.loc[background, "score_1.5"].mean()
-    fig = scmint.pl.perturbation_screen(result, n_top=10)
-    assert isinstance(fig, matplotlib.figure.Figure)
+    import matplotlib.pyplot as plt
+
+    ax = scmint.pl.perturbation_screen(result, n_top=10, show=False)
+    assert isinstance(ax, plt.Axes) and len(ax.get_yticklabels()) == 10
+    plt.close(ax.figure)
     with pytest.raises(KeyError, match="features"):
         model.perturb(modality="rna", features=["NOPE"], indices=rows)
     with pytest.raises(ValueError, match="factor"):

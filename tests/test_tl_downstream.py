@@ -12,8 +12,9 @@ import scipy.sparse as sp
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+import scmint
 from scmint.data import simulate_multiome
-from scmint.pl._cis_regulatory import peak_gene_links as plot_peak_gene_links
+from scmint.pl import peak_gene_correlation as plot_peak_gene_correlation
 from scmint.pp import knn_indices
 from scmint.tl._cis_regulatory import peak_gene_correlation
 from scmint.tl._minibulk import _allocate, assign_minibulks, minibulk
@@ -370,17 +371,53 @@ def test_peak_gene_correlation_gene_sources_window_subset(sim, sim_bulks, sim_ta
 # ----------------------------------------------------------------------------- plot
 
 
-def test_plot_peak_gene_links(sim_table, tmp_path):
+def test_plot_peak_gene_correlation(sim_table, tmp_path):
     import matplotlib.pyplot as plt
 
     gene = sim_table["gene"].value_counts().index[0]
-    fig = plot_peak_gene_links(sim_table, gene, save=tmp_path / "links.png")
-    assert isinstance(fig, plt.Figure)
+    ax = plot_peak_gene_correlation(sim_table, gene, save=tmp_path / "links.png", show=False)
+    assert isinstance(ax, plt.Axes)
     assert (tmp_path / "links.png").stat().st_size > 0
-    assert gene in fig.axes[0].get_title()
-    plt.close(fig)
+    assert gene in ax.get_title()
+    plt.close(ax.figure)
     with pytest.raises(KeyError, match="no peaks"):
-        plot_peak_gene_links(sim_table, "NotAGene")
+        plot_peak_gene_correlation(sim_table, "NotAGene")
+
+
+def test_plots_draw_into_given_axes_and_show(sim_table, monkeypatch):
+    """scanpy conventions: ``ax=`` is drawn into; ``show`` decides show-or-return."""
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *a, **k: shown.append(1))
+    gene = sim_table["gene"].value_counts().index[0]
+    fig, axes = plt.subplots(1, 2)
+    # into a given Axes: returned, not shown (the caller's figure is unfinished)
+    assert plot_peak_gene_correlation(sim_table, gene, ax=axes[1]) is axes[1]
+    assert axes[1].get_title() and not axes[0].get_title() and not shown
+    # a figure of its own: shown and None returned by default, returned with show=False
+    assert plot_peak_gene_correlation(sim_table, gene) is None and shown == [1]
+    assert plot_peak_gene_correlation(sim_table, gene, ax=axes[0], show=True) is None
+    assert shown == [1, 1]
+    plt.close("all")
+
+    obs = pd.DataFrame(
+        {"a": list("xyz" * 10), "b": list("uv" * 15)}, index=list(map(str, range(30)))
+    )
+    adata = ad.AnnData(obs=obs)
+    adata.obs = adata.obs.astype("category")
+    adata.obsm["X_umap"] = np.random.default_rng(0).normal(size=(30, 2))
+    fig, axes = plt.subplots(2, 2)
+    out = scmint.pl.embedding(adata, color=("a", "b"), ax=[axes[0, 1], axes[1, 0]])
+    assert out is fig and axes[0, 1].collections and not axes[0, 0].collections
+    given = plt.figure()
+    assert scmint.pl.embedding(adata, color=("a", "b"), ax=given) is given
+    assert len(given.axes) >= 2 and len(shown) == 2
+    with pytest.raises(ValueError, match="2 Axes"):
+        scmint.pl.embedding(adata, color=("a", "b"), ax=axes[0, 0])
+    new = scmint.pl.embedding(adata, color="a", show=False)
+    assert isinstance(new, plt.Figure) and len(shown) == 2
+    plt.close("all")
 
 
 # ----------------------------------------------------------------------------- real data
@@ -427,6 +464,19 @@ def test_umap_above_the_exact_neighbour_limit():
     spread = max(coords[group == g].std(0).max() for g in range(3))
     gaps = [np.linalg.norm(cent[a] - cent[b]) for a in range(3) for b in range(a + 1, 3)]
     assert min(gaps) > 2 * spread
+
+
+def test_umap_copy_follows_scanpy():
+    """``copy=False`` (default) writes into ``adata`` and returns None; ``copy=True`` a copy."""
+    from scmint.tl import umap
+
+    adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(200)]))
+    adata.obsm["X_emb"] = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
+    out = umap(adata, copy=True)
+    assert out is not adata and out.obsm["X_umap"].shape == (200, 2)
+    assert "X_umap" not in adata.obsm and "neighbors" not in adata.uns
+    assert umap(adata) is None
+    np.testing.assert_allclose(adata.obsm["X_umap"], out.obsm["X_umap"])
 
 
 def test_umap_keeps_torch_thread_count():

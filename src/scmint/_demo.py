@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import mudata as md
 import numpy as np
 import pandas as pd
@@ -322,12 +323,14 @@ def run_demo(
         )
         tl.umap(joint)
         fig_path = out / f"embedding_{name}.png"
-        pl.embedding(
+        fig = pl.embedding(
             joint,
             color=("modality", labels_key, "measured"),
             title=f"{name}: {mod_a} and {mod_b} cells, each embedded from one modality",
             save=fig_path,
+            show=False,
         )
+        plt.close(fig)
         figures.append((name, fig_path.name))
 
     table = pd.DataFrame(rows).set_index("method")

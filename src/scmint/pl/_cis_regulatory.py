@@ -4,26 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from ._utils import finish, new_or_given_axes
 
 
-def peak_gene_links(
+def peak_gene_correlation(
     table: pd.DataFrame,
     gene: str,
     fdr: float | None = 0.05,
     label_top: int = 3,
-    ax: plt.Axes | None = None,
+    *,
+    ax: Axes | None = None,
     title: str | None = None,
     save: str | Path | None = None,
-) -> plt.Figure:
+    show: bool | None = None,
+) -> Axes | None:
     """Correlation of one gene with each nearby peak against the peak's distance to the TSS.
 
-    One stem per peak at its signed distance to the TSS (kb; negative = upstream), with
-    height the correlation ``rho``; peaks with ``fdr`` below the threshold are drawn in
-    colour, the others in grey, and the ``label_top`` strongest positive links are
-    labelled with the peak name.
+    Plots the output of :func:`scmint.tl.peak_gene_correlation`. One stem per peak at its
+    signed distance to the TSS (kb; negative = upstream), with height the correlation
+    ``rho``; peaks with ``fdr`` below the threshold are drawn in colour, the others in
+    grey, and the ``label_top`` strongest positive links are labelled with the peak name.
 
     Parameters
     ----------
@@ -37,15 +41,19 @@ def peak_gene_links(
     label_top
         Number of highest-``rho`` peaks to label with their names.
     ax
-        Axes to draw into; a new figure when None.
+        Axes to draw into (e.g. one panel of a larger figure); a new figure when None.
     title
         Axes title; default the gene name and its number of peaks.
     save
-        Path of a PNG/PDF to write; None writes nothing.
+        Path of a PNG/PDF to write (the whole figure ``ax`` belongs to); None writes
+        nothing.
+    show
+        Show the figure (and return None). None (default) shows it when the function
+        created it, i.e. no ``ax`` was given; with ``ax`` it returns the Axes unshown.
 
     Returns
     -------
-    The matplotlib figure.
+    The Axes drawn into if not shown, else None.
     """
     missing = [c for c in ("gene", "peak", "distance", "rho") if c not in table.columns]
     if missing:
@@ -54,10 +62,8 @@ def peak_gene_links(
     if sub.empty:
         raise KeyError(f"gene {gene!r} has no peaks in the table")
     sub = sub.sort_values("distance")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    else:
-        fig = ax.figure
+    created = ax is None
+    fig, ax = new_or_given_axes(ax, figsize=(6.5, 3.8))
     x = sub["distance"].to_numpy(dtype=np.float64) / 1e3
     rho = sub["rho"].to_numpy(dtype=np.float64)
     if fdr is not None and "fdr" in sub.columns:
@@ -88,7 +94,4 @@ def peak_gene_links(
         if fdr is not None and "fdr" in sub.columns:
             title += f", {int(sig.sum())} with FDR < {fdr:g}"
     ax.set_title(title)
-    fig.tight_layout()
-    if save is not None:
-        fig.savefig(save, dpi=120, bbox_inches="tight")
-    return fig
+    return finish(fig, ax, show=show, save=save, created=created)

@@ -73,12 +73,35 @@ def umap(
     use_rep: str = "X_emb",
     n_neighbors: int = 15,
     random_state: int = 0,
-) -> ad.AnnData:
-    """Compute a UMAP of ``obsm[use_rep]`` with scanpy, in place, and return ``adata``.
+    copy: bool = False,
+) -> ad.AnnData | None:
+    """Compute a UMAP of ``obsm[use_rep]`` with scanpy (neighbours, then UMAP).
 
     Neighbours are exact below ``_EXACT_BELOW`` cells and from pynndescent above, as in
     scanpy (whose own pynndescent path fails with scipy >= 1.17's sparse arrays).
+
+    Parameters
+    ----------
+    adata
+        AnnData with the embedding in ``obsm[use_rep]``, e.g. from
+        :func:`stack_embeddings`.
+    use_rep
+        ``obsm`` key of the embedding.
+    n_neighbors
+        Neighbours of the kNN graph.
+    random_state
+        Seed of the neighbour search and of UMAP.
+    copy
+        Return a copy with the results instead of writing them into ``adata``.
+
+    Returns
+    -------
+    None, and ``adata`` gains ``obsm["X_umap"]``, ``obsp["distances"]`` /
+    ``obsp["connectivities"]`` and ``uns["neighbors"]`` / ``uns["umap"]``; with
+    ``copy=True`` a copy of ``adata`` with them, ``adata`` unchanged.
     """
+    if copy:
+        adata = adata.copy()
     transformer = None
     if adata.n_obs >= _EXACT_BELOW:
         transformer = _csr_pynndescent(
@@ -96,7 +119,7 @@ def umap(
             transformer=transformer,
         )
         sc.tl.umap(adata, random_state=random_state)
-    return adata
+    return adata if copy else None
 
 
 _EXACT_BELOW = 4096  # scanpy's own switch from exact to approximate neighbours

@@ -1,6 +1,6 @@
 """Training beyond scvi-tools' plans: Siamese pairs, alternating adversarial updates."""
 
-from ._adversarial import AdversarialTrainingPlan, detach_outputs
+from ._adversarial import GeneratorDiscriminatorPlan, detach_outputs
 from ._best import RestoreBestWeights
 from ._logging import LossLoggingMixin
 from ._schedule import AUTO_EPOCH_CAP, progress_epochs
@@ -18,7 +18,7 @@ from ._siamese import (
 
 __all__ = [
     "AUTO_EPOCH_CAP",
-    "AdversarialTrainingPlan",
+    "GeneratorDiscriminatorPlan",
     "LossLoggingMixin",
     "PAIR_KEYS",
     "PairSet",

@@ -27,7 +27,7 @@ def detach_outputs(outputs: Any) -> Any:
     return outputs
 
 
-class AdversarialTrainingPlan(LossLoggingMixin, TrainingPlan):
+class GeneratorDiscriminatorPlan(LossLoggingMixin, TrainingPlan):
     """Manual optimisation of a generator and a discriminator, one update of each per step.
 
     A :class:`~scvi.train.TrainingPlan` (so scvi-tools' ``TrainRunner``, progress bar,
@@ -35,7 +35,7 @@ class AdversarialTrainingPlan(LossLoggingMixin, TrainingPlan):
     ``automatic_optimization = False`` and two optimisers. Unlike
     :class:`scvi.train.AdversarialTrainingPlan`, whose discriminator is the plan's own
     batch classifier, the discriminator(s) belong to the module, which defines both
-    objectives.
+    objectives. (Named apart from scvi-tools' class, which it does not extend.)
 
     **Module protocol.** The module (a :class:`~scvi.module.base.BaseModuleClass`)
     provides:
@@ -134,7 +134,7 @@ class AdversarialTrainingPlan(LossLoggingMixin, TrainingPlan):
         for name in ("discriminator_loss", "discriminator_parameters"):
             if not callable(getattr(module, name, None)):
                 raise TypeError(
-                    f"{type(module).__name__} has no {name}(); AdversarialTrainingPlan needs "
+                    f"{type(module).__name__} has no {name}(); GeneratorDiscriminatorPlan needs "
                     "a module with loss(), discriminator_loss() and discriminator_parameters()."
                 )
         if order not in ORDERS:

@@ -27,7 +27,7 @@ from scmint.model._base import (
 )
 from scmint.nn._blocks import INPUT_NORMALIZATIONS
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
-from scmint.train import AdversarialTrainingPlan, RestoreBestWeights, progress_epochs
+from scmint.train import GeneratorDiscriminatorPlan, RestoreBestWeights, progress_epochs
 
 from ._module import ALIGNMENTS, JOINT_RULES, Alignment, CLUEModule, JointRule
 
@@ -112,7 +112,7 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
     """
 
     _module_cls = CLUEModule
-    _training_plan_cls = AdversarialTrainingPlan
+    _training_plan_cls = GeneratorDiscriminatorPlan
     _latent_key = "X_clue"
     _count_modalities_default = "all"
 
@@ -271,7 +271,7 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
         """Train with one discriminator and one generator update per minibatch.
 
         RMSprop (no momentum) for both networks through
-        :class:`scmint.train.AdversarialTrainingPlan` (discriminator first, as
+        :class:`scmint.train.GeneratorDiscriminatorPlan` (discriminator first, as
         published), scvi-tools' data splitter, progress bar, early stopping on
         ``vae_loss_validation`` (the generator objective without the adversarial term),
         learning-rate reduction on plateau and, at the end, the weights of the best
@@ -319,7 +319,7 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
         datasplitter_kwargs
             Passed to :class:`~scvi.dataloaders.DataSplitter`.
         plan_kwargs
-            Passed to :class:`~scmint.train.AdversarialTrainingPlan`.
+            Passed to :class:`~scmint.train.GeneratorDiscriminatorPlan`.
         **trainer_kwargs
             Passed to :class:`~scvi.train.Trainer`.
         """

@@ -21,7 +21,7 @@ from scmint.model._base import (
     resolve_normalization,
 )
 from scmint.nn._adversarial import ADVERSARIAL_LOSSES, AdversarialLoss
-from scmint.train import AdversarialTrainingPlan
+from scmint.train import GeneratorDiscriminatorPlan
 
 from ._module import CONAAEModule
 
@@ -82,7 +82,7 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
       pulling together the two embeddings of cells measured in both (known pairs).
 
     Training alternates one autoencoder update and one discriminator update per
-    minibatch (:class:`scmint.train.AdversarialTrainingPlan`, Adam lr 1e-4, betas (0.5,
+    minibatch (:class:`scmint.train.GeneratorDiscriminatorPlan`, Adam lr 1e-4, betas (0.5,
     0.999), weight decay 1e-4 as published) and stops early on a validation split
     instead of running thousands of fixed epochs.
 
@@ -160,7 +160,7 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
     """
 
     _module_cls = CONAAEModule
-    _training_plan_cls = AdversarialTrainingPlan
+    _training_plan_cls = GeneratorDiscriminatorPlan
     _latent_key = "X_conaae"
 
     def __init__(
@@ -325,7 +325,7 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
 
         scvi-tools' :class:`~scvi.dataloaders.DataSplitter` draws minibatches of rows of
         the padded MuData (each row a cell with the modalities its indicators say);
-        :class:`~scmint.train.AdversarialTrainingPlan` runs the updates; scvi-tools'
+        :class:`~scmint.train.GeneratorDiscriminatorPlan` runs the updates; scvi-tools'
         ``TrainRunner`` gives progress bar, early stopping, accelerators and
         ``model.history`` (every loss term, ``_train`` and ``_validation``).
 
@@ -373,7 +373,7 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
         datasplitter_kwargs
             Passed to :class:`~scvi.dataloaders.DataSplitter`.
         plan_kwargs
-            Passed to :class:`~scmint.train.AdversarialTrainingPlan` (``lr`` 1e-4,
+            Passed to :class:`~scmint.train.GeneratorDiscriminatorPlan` (``lr`` 1e-4,
             ``betas`` (0.5, 0.999), ``weight_decay`` 1e-4, ``discriminator_lr``, ...).
         **trainer_kwargs
             Passed to :class:`~scvi.train.Trainer` (e.g. ``early_stopping_monitor``,

@@ -51,7 +51,7 @@ class CONAAEModule(BaseModuleClass):
 
     and the discriminator's (:meth:`discriminator_loss`) is the least-squares GAN loss
     with the true modality labels, so the pair is trained with
-    :class:`scmint.train.AdversarialTrainingPlan`.
+    :class:`scmint.train.GeneratorDiscriminatorPlan`.
 
     Parameters
     ----------

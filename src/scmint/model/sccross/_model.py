@@ -35,7 +35,7 @@ from scmint.pp import (
     knn_indices,
 )
 from scmint.pp._mnn import common_gene_names, mnn_prior
-from scmint.train import AdversarialTrainingPlan, progress_epochs
+from scmint.train import GeneratorDiscriminatorPlan, progress_epochs
 
 from ._module import FINETUNE, PRETRAIN, SCCROSSModule
 
@@ -93,7 +93,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
     Training runs scCross's two stages (:meth:`train`): the per-modality VAEs (with the
     prior), then everything with the aligners and adversaries (two discriminator updates
     per generator update), with RMSprop without momentum, on
-    :class:`scmint.train.AdversarialTrainingPlan`.
+    :class:`scmint.train.GeneratorDiscriminatorPlan`.
 
     **Known pairs.** The published model ignores them. Here ``pairing_weight`` (1 by
     default) pulls the joint embeddings of cells measured in several modalities together;
@@ -181,7 +181,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
     """
 
     _module_cls = SCCROSSModule
-    _training_plan_cls = AdversarialTrainingPlan
+    _training_plan_cls = GeneratorDiscriminatorPlan
     _latent_key = "X_sccross"
     _count_modalities_default = "all"
 
@@ -523,7 +523,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         Stage 1 trains every modality's VAE (with the prior's Gram term); stage 2
         trains everything with the aligners, ``D_z`` and the data discriminators (two
         discriminator updates, then one generator update per minibatch). Both use
-        RMSprop without momentum (:class:`scmint.train.AdversarialTrainingPlan` with a
+        RMSprop without momentum (:class:`scmint.train.GeneratorDiscriminatorPlan` with a
         custom optimiser), scvi-tools' data splitter, progress bar and early stopping.
         ``model.history`` holds both stages (stage 2 after stage 1's epochs).
 
@@ -563,7 +563,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         datasplitter_kwargs
             Passed to :class:`~scvi.dataloaders.DataSplitter`.
         plan_kwargs
-            Passed to :class:`~scmint.train.AdversarialTrainingPlan` (e.g.
+            Passed to :class:`~scmint.train.GeneratorDiscriminatorPlan` (e.g.
             ``reduce_lr_on_plateau``, ``max_grad_norm``).
         **trainer_kwargs
             Passed to :class:`~scvi.train.Trainer`.
