@@ -12,15 +12,13 @@ import torch
 import scmint
 from scmint.benchmark import dataset_info, get_method, make_split, run_method
 from scmint.model import CONAAE
-from scmint.model.conaae import CONAAEModule
+from scmint.model.conaae import CONAAEModule, batch_hard_triplet_loss, mmd_rbf
 from scmint.nn import (
     MLP,
     FeatureScalerLayer,
     ModalityDiscriminator,
     SafeBatchNorm1d,
-    batch_hard_triplet_loss,
     least_squares_gan_loss,
-    mmd_rbf,
     modality_adversarial_loss,
     modality_targets,
 )

@@ -1,11 +1,13 @@
-"""GeneSetScorePCA: stored gene-set scores (scCross's optional encoder input)."""
+"""SCCROSS's gene-set scores (its optional encoder input): GeneSetScorePCA, gene_set_scores."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import sparse
 
 import scmint
-from scmint.pp import FittedTransform, GeneSetScorePCA
+from scmint.model.sccross import GeneSetScorePCA, gene_set_scores, read_gmt
+from scmint.pp import FittedTransform
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +77,41 @@ def test_bad_gene_sets(sim):
     noisy.X = noisy.X * -1.0
     with pytest.raises(ValueError, match="negative"):
         GeneSetScorePCA(_marker_sets(sim)).fit(noisy)
+
+
+# ------------------------------------------------- gene_set_scores and read_gmt (real data)
+SETS = {
+    "B": ["CD79A", "CD79B", "MS4A1", "CD19", "PAX5", "BANK1"],
+    "Mono": ["S100A8", "S100A9", "VCAN", "CST3"],
+    "T8": ["CD8A", "CD8B", "NOT_A_GENE"],
+}
+
+
+def test_gene_set_scores(pbmc_mosaic, tmp_path):
+    rna = pbmc_mosaic["rna"]
+    X, obs = rna.X.copy(), rna.obs.copy()
+    with pytest.warns(UserWarning, match="1 of 3 genes not found"):
+        S = gene_set_scores(rna, SETS)
+    assert (rna.X != X).nnz == 0  # adata is not modified
+    pd.testing.assert_frame_equal(rna.obs, obs)
+    assert list(S.columns) == ["B", "Mono", "T8"] and S.index.equals(rna.obs_names)
+
+    gmt = tmp_path / "sets.gmt"
+    gmt.write_text("".join(f"{k}\tdescription\t" + "\t".join(v) + "\n" for k, v in SETS.items()))
+    assert read_gmt(gmt) == SETS
+    with pytest.warns(UserWarning):
+        S2 = gene_set_scores(rna, gmt)
+    pd.testing.assert_frame_equal(S, S2)
+
+    ct = rna.obs["cell_type"].to_numpy()
+    means = S.groupby(ct).mean()
+    assert means["B"].idxmax() == "B", means
+    assert means["Mono"].idxmax() == "Mono", means
+    assert means.loc["CD8 T", "T8"] > means.drop(index="CD8 T")["T8"].median()
+
+    bad = {"B": SETS["B"], "empty": ["NOPE1", "NOPE2"]}
+    with pytest.warns(UserWarning, match="1 of 2 gene sets have no gene"):
+        S3 = gene_set_scores(rna, bad)
+    assert S3["empty"].isna().all() and np.allclose(S3["B"], S["B"])
+    with pytest.raises(ValueError, match="no gene in the data"):
+        gene_set_scores(rna, bad, on_empty="raise")

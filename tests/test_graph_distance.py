@@ -1,4 +1,4 @@
-"""Tests of scmint.pp._graph_distance: exact pair distances vs scipy, memory bounds."""
+"""Tests of MINNET's graph distances: exact pair distances vs scipy, memory bounds."""
 
 import pickle
 
@@ -7,9 +7,9 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import shortest_path
 
-import scmint.pp._graph_distance as gdm
+import scmint.model.minnet._graph_distance as gdm
+from scmint.model.minnet import GraphDistances, build_distance_graph
 from scmint.pp import knn_indices
-from scmint.pp._graph_distance import GraphDistances, build_distance_graph
 
 
 # ----------------------------------------------------------------------------- helpers

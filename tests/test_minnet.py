@@ -10,13 +10,14 @@ import torch
 
 import scmint
 from scmint.model import MINNET
-from scmint.nn import flexible_margin, flexible_margin_contrastive_loss
-from scmint.tl._label_transfer import transfer_labels
-from scmint.train import (
+from scmint.model.minnet import (
     SiamesePairSampler,
     SiameseTrainingPlan,
     draw_pairs,
+    flexible_margin,
+    flexible_margin_contrastive_loss,
 )
+from scmint.tl._label_transfer import transfer_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -491,43 +491,6 @@ def test_peak_gene_links_matches_brute_force(snare):
     assert links.nnz > 100
 
 
-# ----------------------------------------------------------------------------- gene sets
-SETS = {
-    "B": ["CD79A", "CD79B", "MS4A1", "CD19", "PAX5", "BANK1"],
-    "Mono": ["S100A8", "S100A9", "VCAN", "CST3"],
-    "T8": ["CD8A", "CD8B", "NOT_A_GENE"],
-}
-
-
-def test_gene_set_scores(pbmc_mosaic, tmp_path):
-    rna = pbmc_mosaic["rna"]
-    snap = _snapshot(rna)
-    with pytest.warns(UserWarning, match="1 of 3 genes not found"):
-        S = pp.gene_set_scores(rna, SETS)
-    _assert_unchanged(rna, snap)
-    assert list(S.columns) == ["B", "Mono", "T8"] and S.index.equals(rna.obs_names)
-
-    gmt = tmp_path / "sets.gmt"
-    gmt.write_text("".join(f"{k}\tdescription\t" + "\t".join(v) + "\n" for k, v in SETS.items()))
-    assert pp.read_gmt(gmt) == SETS
-    with pytest.warns(UserWarning):
-        S2 = pp.gene_set_scores(rna, gmt)
-    pd.testing.assert_frame_equal(S, S2)
-
-    ct = rna.obs["cell_type"].to_numpy()
-    means = S.groupby(ct).mean()
-    assert means["B"].idxmax() == "B", means
-    assert means["Mono"].idxmax() == "Mono", means
-    assert means.loc["CD8 T", "T8"] > means.drop(index="CD8 T")["T8"].median()
-
-    bad = {"B": SETS["B"], "empty": ["NOPE1", "NOPE2"]}
-    with pytest.warns(UserWarning, match="1 of 2 gene sets have no gene"):
-        S3 = pp.gene_set_scores(rna, bad)
-    assert S3["empty"].isna().all() and np.allclose(S3["B"], S["B"])
-    with pytest.raises(ValueError, match="no gene in the data"):
-        pp.gene_set_scores(rna, bad, on_empty="raise")
-
-
 # ----------------------------------------------------------------------------- kNN graphs
 def test_knn_graph(bmmc_multiome):
     Z, _ = pp.pca(bmmc_multiome["rna"], n_comps=15, n_top_genes=None)

@@ -11,7 +11,8 @@ from scipy import sparse
 
 import scmint
 from scmint.model import SCCROSS
-from scmint.nn import BatchLikelihoodDecoder, ZeroInflatedLogNormal, gram_alignment_loss
+from scmint.model.sccross import gram_alignment_loss
+from scmint.nn import BatchLikelihoodDecoder, ZeroInflatedLogNormal
 
 md.set_options(pull_on_update=False)
 FAST = {"lr": 2e-3, "early_stopping": False, "enable_progress_bar": False}
@@ -128,10 +129,10 @@ def test_mnn_pairs_and_correction():
     a = centers[labels_a] + rng.normal(size=(300, 20)) * 0.3
     shift = rng.normal(size=20) * 3
     b = centers[labels_b] + shift + rng.normal(size=(200, 20)) * 0.3
-    ia, ib = scmint.pp.mnn_pairs(a - a.mean(0), b - b.mean(0), n_neighbors=10)
+    ia, ib = scmint.model.sccross.mnn_pairs(a - a.mean(0), b - b.mean(0), n_neighbors=10)
     assert ia.size > 50
     assert (labels_a[ia] == labels_b[ib]).mean() > 0.95
-    (ca, cb), n_pairs = scmint.pp.mnn_correct(a, b, n_neighbors=10, cos_norm=False)
+    (ca, cb), n_pairs = scmint.model.sccross.mnn_correct(a, b, n_neighbors=10, cos_norm=False)
     assert n_pairs[0] > 0 and np.allclose(ca, a)
 
     def nearest(x, ref):
@@ -143,21 +144,23 @@ def test_mnn_pairs_and_correction():
     assert dist < 0.3 * dist_raw, (dist, dist_raw)  # b moved onto a
     assert (labels_a[nn] == labels_b).mean() > 0.95  # onto cells of its own type
     with pytest.raises(ValueError, match="two or more"):
-        scmint.pp.mnn_correct(a)
+        scmint.model.sccross.mnn_correct(a)
     with pytest.raises(ValueError, match="same features"):
-        scmint.pp.mnn_correct(a, b[:, :5])
+        scmint.model.sccross.mnn_correct(a, b[:, :5])
 
 
 def test_mnn_prior_pairs_cells_and_metacells():
     sim, rna, atac, activity, _ = _simulated_p2(seed=1)
-    prior, info = scmint.pp.mnn_prior({"rna": rna, "atac": activity}, n_comps=20)
+    prior, info = scmint.model.sccross.mnn_prior({"rna": rna, "atac": activity}, n_comps=20)
     assert prior["rna"].shape == (rna.n_obs, 20) and prior["atac"].shape == (atac.n_obs, 20)
     fos = scmint.metrics.foscttm(prior["rna"], prior["atac"])
     assert fos < 0.3, fos  # measured 0.17 (random 0.5)
-    meta, info = scmint.pp.mnn_prior({"rna": rna, "atac": activity}, cells_per_metacell=10)
+    meta, info = scmint.model.sccross.mnn_prior(
+        {"rna": rna, "atac": activity}, cells_per_metacell=10
+    )
     assert info["n_units"]["rna"] < rna.n_obs / 5 and meta["rna"].shape == (rna.n_obs, 50)
     with pytest.raises(ValueError, match="share"):
-        scmint.pp.mnn_prior({"rna": rna, "atac": atac})
+        scmint.model.sccross.mnn_prior({"rna": rna, "atac": atac})
 
 
 # --------------------------------------------------------------------------- errors
@@ -423,7 +426,7 @@ def test_gene_set_scores_extend_the_encoder_input(tmp_path):
             SCCROSS(padded, gene_sets={"adt": sets})
     model = SCCROSS(padded, gene_matrices={"atac": activity}, gene_sets={"rna": sets})
     scores = model.gene_set_transforms_["rna"]
-    assert isinstance(scores, scmint.pp.GeneSetScorePCA) and scores.n_output_ == 5
+    assert isinstance(scores, scmint.model.sccross.GeneSetScorePCA) and scores.n_output_ == 5
     width = model.transforms_["rna"].n_output_ + 5
     assert model.module.n_input[model.module.modalities.index("rna")] == width
     inputs = model._encoder_inputs(rna.X[:40], "rna")

@@ -17,12 +17,12 @@ from scmint.nn import (
     MLP,
     FeatureScalerLayer,
     ModalityDiscriminator,
-    batch_hard_triplet_loss,
     frozen_batch_norm_stats,
-    mmd_rbf,
     modality_adversarial_loss,
 )
 from scmint.nn._adversarial import ADVERSARIAL_LOSSES, AdversarialLoss
+
+from ._losses import batch_hard_triplet_loss, mmd_rbf
 
 ClassSource = Literal["labels", "batch"]
 

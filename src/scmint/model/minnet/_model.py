@@ -24,15 +24,15 @@ from scmint.model._base import (
     keep_torch_threads,
     resolve_normalization,
 )
-from scmint.train._siamese import (
+
+from ._module import Activation, MINNETModule
+from ._task import (
     STRATEGIES,
     SiameseDataModule,
     SiamesePairDataset,
     SiameseTrainingPlan,
     split_cells,
 )
-
-from ._module import Activation, MINNETModule
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
     is ``margin_scale * (d_ij + type_margin * 1[cell types differ])``, ``d_ij`` their
     shortest-path distance on a kNN graph of one modality (only the sampled pairs' are
     computed, never an N x N matrix). Pairs are redrawn every epoch (see
-    :mod:`scmint.train`).
+    :mod:`scmint.model.minnet`).
 
     Inputs: each modality is library-size normalised and log-transformed (or CLR, or
     used as is), then scaled per feature to zero mean and unit variance and clipped at
@@ -93,7 +93,7 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
     distance_modality
         Modality of the kNN graph; default ``"rna"`` if present, else the first one.
     graph_kwargs
-        Passed to :func:`scmint.pp._graph_distance.build_distance_graph`
+        Passed to :func:`scmint.model.minnet.build_distance_graph`
         (``n_top_genes``, ``n_comps``, ``n_neighbors``); the registered ``batch_key``
         is used for ComBat batch correction.
     distance_cutoff
@@ -102,7 +102,7 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
         shortest-path search per training cell in all (minutes for tens of thousands
         of cells). A number caps distances there; ``"auto"`` picks the cap from random
         pairs (:meth:`GraphDistances.default_cutoff
-        <scmint.pp._graph_distance.GraphDistances.default_cutoff>`), which enables a
+        <scmint.model.minnet.GraphDistances.default_cutoff>`), which enables a
         fast half-ball index: pairs closer than the cap are exact, farther ones get it.
     normalization
         Per-cell input transform before scaling: ``"log"`` (normalise to ``target_sum``
@@ -250,7 +250,7 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
     def _graph_distances(self):
         """Graph-distance look-up over the training pool (built once, not saved)."""
         if self._distances is None:
-            from scmint.pp._graph_distance import GraphDistances, build_distance_graph
+            from ._graph_distance import GraphDistances, build_distance_graph
 
             m = self.distance_modality
             batch_key = self.adata_manager.registry["setup_args"].get("batch_key")
@@ -320,9 +320,9 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
             Stop when ``validation_loss`` stops improving (more options, such as
             ``early_stopping_patience``, through ``**trainer_kwargs``).
         datasplitter_kwargs
-            Passed to :class:`~scmint.train.SiameseDataModule` (e.g. ``num_workers``).
+            Passed to :class:`~scmint.model.minnet.SiameseDataModule` (e.g. ``num_workers``).
         plan_kwargs
-            Passed to :class:`~scmint.train.SiameseTrainingPlan` (``lr`` 1e-4,
+            Passed to :class:`~scmint.model.minnet.SiameseTrainingPlan` (``lr`` 1e-4,
             ``weight_decay`` 1e-6 by default, ...).
         **trainer_kwargs
             Passed to :class:`~scvi.train.Trainer`.

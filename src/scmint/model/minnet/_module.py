@@ -11,8 +11,10 @@ from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
 from scmint.data import data_key
-from scmint.nn import SafeBatchNorm1d, flexible_margin, flexible_margin_contrastive_loss
-from scmint.train._siamese import PAIR_KEYS, labels_key
+from scmint.nn import SafeBatchNorm1d
+
+from ._losses import flexible_margin, flexible_margin_contrastive_loss
+from ._task import PAIR_KEYS, labels_key
 
 Activation = Literal["tanh", "sigmoid", "relu"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}
@@ -43,7 +45,7 @@ class MINNETModule(BaseModuleClass):
     Xavier-uniform, biases standard normal, as in the reference implementation.
 
     The loss is ``sum_m CE_m + contrastive_weight * L_con`` where ``L_con`` is
-    :func:`scmint.nn.flexible_margin_contrastive_loss` over the minibatch's cell pairs,
+    :func:`~scmint.model.minnet.flexible_margin_contrastive_loss` over the minibatch's cell pairs,
     with margin ``margin_scale * (d_ij + type_margin * 1[types differ])``.
 
     Parameters

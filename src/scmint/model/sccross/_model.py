@@ -26,17 +26,12 @@ from scmint.model._base import (
     resolve_per_modality,
 )
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
-from scmint.pp import (
-    FeatureScaler,
-    FittedTransform,
-    GeneSetScorePCA,
-    LogNormPCA,
-    TfidfLSI,
-    knn_indices,
-)
-from scmint.pp._mnn import common_gene_names, mnn_prior
+from scmint.pp import FeatureScaler, FittedTransform, LogNormPCA, TfidfLSI
+from scmint.tl import smoothing_operator
 from scmint.train import GeneratorDiscriminatorPlan, progress_epochs
 
+from ._gene_sets import GeneSetScorePCA
+from ._mnn import common_gene_names, mnn_prior
 from ._module import FINETUNE, PRETRAIN, SCCROSSModule
 
 Representation = Literal["pca", "lsi", "scaled"]
@@ -46,10 +41,6 @@ INDEX_COLUMN = "_scmint_index"
 PEAK_NAMES = ("atac", "peaks", "peak", "chromatin", "accessibility")
 MIN_SHARED_GENES = 50
 """Shared feature names needed for the automatic MNN prior."""
-
-
-def _as_dense(x) -> np.ndarray:
-    return x.toarray() if sparse.issparse(x) else np.asarray(x)
 
 
 def _merge_histories(first: dict | None, second: dict | None) -> dict:
@@ -87,7 +78,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
     and per-modality discriminators of real versus generated profiles are trained
     against the VAEs; a common-gene MNN prior (cells of every modality on the genes they
     share, MNN-corrected onto each other and reduced by PCA:
-    :func:`scmint.pp.mnn_prior`) anchors the alignment through a Gram-matrix loss.
+    :func:`scmint.model.sccross.mnn_prior`) anchors the alignment through a Gram-matrix loss.
     See :class:`~scmint.model.sccross.SCCROSSModule` for the losses.
 
     Training runs scCross's two stages (:meth:`train`): the per-modality VAEs (with the
@@ -125,8 +116,8 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         ``{modality: gene sets}`` (a dict set name -> genes, or a GMT path) for count
         modalities whose features are genes: the encoder input of those modalities gets
         ``gene_set_components`` principal components of per-cell gene-set scores appended
-        (:class:`~scmint.pp.GeneSetScorePCA`, fitted on the training cells and stored), as
-        scCross optionally does. Default: none.
+        (:class:`~scmint.model.sccross.GeneSetScorePCA`, fitted on the training cells and
+        stored), as scCross optionally does. Default: none.
     gene_set_components
         Principal components of the gene-set scores (5, as published).
     smoothing_neighbors
@@ -452,17 +443,16 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
 
     # ------------------------------------------------------------------ encoder inputs
     def _smoothing_graph(self, rep: np.ndarray) -> sparse.csr_matrix | None:
-        """Row-normalised kNN graph with self-loops (scCross's GCN smoothing)."""
+        """Row-normalised kNN graph with self-loops (scCross's GCN smoothing).
+
+        Each cell is the mean of itself and its ``smoothing_neighbors`` nearest cells in
+        ``rep``: :func:`scmint.tl.smoothing_operator` keeping every kNN edge.
+        """
         k = min(self.smoothing_neighbors, rep.shape[0] - 1)
         if k < 1:
             return None
         with keep_torch_threads():
-            idx, _ = knn_indices(rep, n_neighbors=k)
-        n = rep.shape[0]
-        rows = np.repeat(np.arange(n), k + 1)
-        cols = np.hstack([np.arange(n)[:, None], idx]).ravel()
-        vals = np.full(rows.size, 1.0 / (k + 1), dtype=np.float32)
-        return sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
+            return smoothing_operator(rep, n_neighbors=k, percentile=None)
 
     def _reduce(self, x, modality: str) -> np.ndarray:
         """The stored training transforms of ``modality`` applied to rows ``x``."""

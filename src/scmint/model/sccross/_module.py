@@ -13,16 +13,13 @@ from torch.distributions import Normal, kl_divergence
 
 from scmint.data import data_key, mask_key
 from scmint.nn import ModalityDiscriminator, labelled_cross_entropy, modality_adversarial_loss
-from scmint.nn._alignment import gram_alignment_loss, paired_distance_loss
 from scmint.nn._gaussian import GaussianEncoder, GaussianLinear
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, EPS, BatchLikelihoodDecoder
 
+from ._losses import gram_alignment_loss, paired_distance_loss
+
 PRETRAIN, FINETUNE = 1, 2
 """Training stages: per-modality VAEs, then aligners and adversaries."""
-
-
-def _normal_parts(dist: Normal) -> tuple[torch.Tensor, torch.Tensor]:
-    return dist.loc, dist.scale
 
 
 class SCCROSSModule(BaseModuleClass):
@@ -53,7 +50,7 @@ class SCCROSSModule(BaseModuleClass):
 
     NLL terms are means over cells and features; ``F_k`` is the number of features.
     The Gram term compares cosine similarities between consecutive modalities' cells
-    (:func:`scmint.nn.gram_alignment_loss`).
+    (:func:`~scmint.model.sccross.gram_alignment_loss`).
 
     Parameters
     ----------

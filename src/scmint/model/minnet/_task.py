@@ -31,8 +31,7 @@ from scvi.train import TrainingPlan
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from scmint.data import data_key
-
-from ._logging import LossLoggingMixin
+from scmint.train._logging import LossLoggingMixin
 
 Strategy = Literal["between", "within"]
 STRATEGIES: tuple[str, ...] = ("between", "within")

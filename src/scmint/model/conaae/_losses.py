@@ -1,4 +1,4 @@
-"""Metric-learning losses within a minibatch: batch-hard triplet loss and RBF-kernel MMD."""
+"""CONAAE's metric-learning losses within a minibatch: batch-hard triplet loss and RBF MMD."""
 
 from __future__ import annotations
 

@@ -25,9 +25,9 @@ from anndata import AnnData
 from numpy.typing import ArrayLike
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from ._neighbors import knn_graph
-from ._transforms import LogNormPCA, _clamp_n_comps, _size_factor_target
-from ._utils import check_counts, get_matrix, to_csr
+from scmint.pp._neighbors import knn_graph
+from scmint.pp._transforms import LogNormPCA, _clamp_n_comps, _size_factor_target
+from scmint.pp._utils import check_counts, get_matrix, to_csr
 
 #: offset of MINNET's edge weights: ``weight = EDGE_OFFSET - connectivity``
 EDGE_OFFSET = 1.01

@@ -14,14 +14,14 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
-from ._transforms import (
+from scmint.pp._transforms import (
     FittedTransform,
     _clamp_n_comps,
     _normalize_rows,
     _scale_statistics,
     _size_factor_target,
 )
-from ._utils import as_float_matrix, check_counts, get_matrix, log1p, to_csr
+from scmint.pp._utils import as_float_matrix, check_counts, get_matrix, log1p, to_csr
 
 
 def read_gmt(path: str | Path) -> dict[str, list[str]]:

@@ -1,4 +1,4 @@
-"""Alignment losses of scCross: the Gram-matrix (MNN prior) term and the pairing term."""
+"""SCCROSS's alignment losses: the Gram-matrix (MNN prior) term and the pairing term."""
 
 from __future__ import annotations
 

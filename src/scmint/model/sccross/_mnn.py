@@ -17,8 +17,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from ._neighbors import EXACT_MAX_CELLS
-from ._utils import as_float_matrix, log1p, row_sums, scale_rows, to_csr
+from scmint.pp._neighbors import EXACT_MAX_CELLS
+from scmint.pp._utils import as_float_matrix, log1p, row_sums, scale_rows, to_csr
 
 Method = Literal["auto", "exact", "pynndescent"]
 
