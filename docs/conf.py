@@ -19,6 +19,7 @@ extensions = [
     "sphinx_autodoc_typehints",
 ]
 autosummary_generate = True
+templates_path = ["_templates"]
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": False}
 napoleon_google_docstring = False

@@ -191,3 +191,41 @@ def test_view_anndata_setup(name, trained, capsys):
     model, _ = trained[name]
     model.view_anndata_setup()
     assert "cell_type" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- one public API
+@pytest.mark.parametrize("name", list(MODELS))
+def test_public_api_is_written_once(name):
+    from scmint.model._base import MultiModalMixin
+
+    for method in ("get_latent_representation", "translate", "perturb", "predict"):
+        assert getattr(MODELS[name], method) is getattr(MultiModalMixin, method), method
+    with pytest.raises(TypeError, match="setup_mudata"):
+        MODELS[name].setup_anndata(None)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_translation_options_are_checked(name, trained, cite):
+    model, _ = trained[name]
+    foreign = {"MINNET": {"sample": True}, "SCCROSS": {"k": 5}, "CONAAE": {"batch": "s1d1"}}
+    foreign["CLUE"] = {"scale": "standardized"}
+    with pytest.raises(TypeError, match=f"{name}.translate does not take"):
+        model.translate(source="rna", target="adt", indices=np.arange(5), **foreign[name])
+    out = model.translate(source="rna", target="adt", indices=np.arange(5))
+    assert out.shape == (5, cite["adt"].n_vars)
+    assert out.uns[f"{name.lower()}_translate"]["source"] == "rna"
+
+
+def test_sccross_predicts_with_its_classifier(cite):
+    mdata = cite.copy()
+    SCCROSS.setup_mudata(mdata, labels_key="cell_type", batch_key="batch")
+    scvi.settings.seed = 0
+    plain = SCCROSS(mdata)
+    with pytest.raises(ValueError, match="classifier_weight"):
+        plain.predict()
+    model = SCCROSS(mdata, classifier_weight=1.0)
+    model.train(**TRAIN["SCCROSS"])
+    labels = model.predict(modality="rna")
+    assert labels.shape == (mdata.n_obs,) and set(labels) <= set(model.classes_)
+    soft = model.predict(modality="adt", soft=True)
+    np.testing.assert_allclose(soft.to_numpy().sum(1), 1.0, rtol=1e-5)

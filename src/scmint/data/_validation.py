@@ -130,6 +130,8 @@ def check_values(
     layer: str | None = None,
     kind: ValueKind = "any",
     context: Context = "setup",
+    what: str | None = None,
+    fractional: Literal["raise", "warn"] = "raise",
 ) -> None:
     """Raise unless the matrix holds finite numbers of the required kind.
 
@@ -151,10 +153,16 @@ def check_values(
     context
         ``"setup"`` for training data, ``"query"`` for cells embedded by a trained model;
         only the advice in the messages differs.
+    what
+        What the matrix is, for messages (e.g. ``"TfidfLSI input"``); default the
+        modality and layer.
+    fractional
+        With ``kind="counts"``: ``"raise"`` for non-integer values, or ``"warn"`` (for
+        transforms that treat any non-negative values as counts, such as TF-IDF).
     """
     if kind not in ("any", "nonnegative", "counts"):
         raise ValueError(f"kind must be 'any', 'nonnegative' or 'counts', got {kind!r}.")
-    where = _where(modality, layer)
+    where = _where(modality, layer) if what is None else what
     if context == "query":
         where = f"The query's {where}"
     values = _values(x)
@@ -192,9 +200,17 @@ def check_values(
         raise ValueError(f"{where} holds {int(negative.sum())} negative values, but {fix}")
     if kind == "nonnegative":
         return
-    fractional = values != np.round(values)
-    if fractional.any():
-        example = values[fractional][0]
+    non_integer = values != np.round(values)
+    if non_integer.any() and fractional == "warn":
+        warnings.warn(
+            f"{where} does not look like raw counts ({int(non_integer.sum())} non-integer "
+            "values); it is normalised and log-transformed as if it were counts.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    if non_integer.any():
+        example = values[non_integer][0]
         if context == "query":
             fix = (
                 "the model was trained on raw integer counts in this modality, and "
@@ -208,7 +224,7 @@ def check_values(
                 "raw counts (layer=...) or choose a Normal likelihood."
             )
         raise ValueError(
-            f"{where} holds {int(fractional.sum())} non-integer values (e.g. {example:g}), "
+            f"{where} holds {int(non_integer.sum())} non-integer values (e.g. {example:g}), "
             f"but {fix}"
         )
 
@@ -218,9 +234,19 @@ def check_finite(x, modality: str | None = None, layer: str | None = None) -> No
     check_values(x, modality, layer, kind="any")
 
 
-def check_counts(x, modality: str | None = None, layer: str | None = None) -> None:
-    """Raise unless the matrix holds non-negative integers, as a count likelihood needs."""
-    check_values(x, modality, layer, kind="counts")
+def check_counts(
+    x,
+    modality: str | None = None,
+    layer: str | None = None,
+    what: str | None = None,
+    fractional: Literal["raise", "warn"] = "raise",
+) -> None:
+    """Raise unless the matrix holds non-negative integers, as a count likelihood needs.
+
+    With ``fractional="warn"``, non-integer values only warn (negative ones still
+    raise); see :func:`check_values`.
+    """
+    check_values(x, modality, layer, kind="counts", what=what, fractional=fractional)
 
 
 def _row_sums(x) -> np.ndarray:

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy import sparse
 
+from scmint.pp._utils import log_normalize_rows
+
 Space = Literal["counts", "lognorm"]
 _SPACES = ("counts", "lognorm")
 
@@ -81,11 +83,7 @@ def log_normalize(x: Any, target_sum: float = 1e4) -> np.ndarray:
     numpy.ndarray
         The normalised rows; rows summing to zero stay all-zero.
     """
-    dense = _dense_rows(x)
-    total = dense.sum(axis=1, keepdims=True)
-    total[total == 0] = 1.0
-    dense *= target_sum / total
-    return np.log1p(dense, out=dense)
+    return log_normalize_rows(_dense_rows(x), target_sum, copy=False)
 
 
 def _dense_rows(x: Any) -> np.ndarray:

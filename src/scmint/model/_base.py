@@ -441,6 +441,285 @@ class MultiModalMixin:
         probs /= np.maximum(count, 1)[:, None]
         return cells, probs
 
+    # ------------------------------------------------------------------ public API
+    _translation_options: tuple[str, ...] = ()
+    """Options of :meth:`translate` and :meth:`perturb` the model supports (``k``,
+    ``sample``, ``library``, ``batch``, ``scale``); its ``_translate_latent`` takes them."""
+
+    _joint_translation: bool = False
+    """Whether :meth:`translate` accepts ``source="joint"`` (a joint embedding to decode)."""
+
+    @classmethod
+    def setup_anndata(cls, *args: Any, **kwargs: Any) -> None:
+        """Not supported: scmint models read a padded MuData, see :meth:`setup_mudata`."""
+        labels = ", labels_key=..." if getattr(cls, "_labels_required", False) else ""
+        raise TypeError(
+            f"{cls.__name__} integrates several modalities: register a padded MuData with "
+            f"{cls.__name__}.setup_mudata(scmint.data.pad_mudata(mdata){labels})."
+        )
+
+    def get_latent_representation(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str = "joint",
+        indices: Sequence[int] | np.ndarray | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+        missing: Literal["raise", "nan"] = "raise",
+    ) -> np.ndarray:
+        """Embedding of cells from one modality, or jointly from the modalities they have.
+
+        Parameters
+        ----------
+        mdata
+            None (the registered data), a padded MuData, a MuData holding some of the
+            model's modalities, or an AnnData of one modality (then ``modality`` names
+            it). Features are matched to the reference by name (absent ones zero-filled
+            with a warning) and values are checked as at training
+            (:func:`~scmint.data.check_values`); new cells go through the transforms
+            stored at training.
+        modality
+            A modality name: each cell embedded from that modality alone. ``"joint"``:
+            the model's joint embedding of the modalities each cell was measured in (the
+            mean of the per-modality embeddings unless the model's docstring says
+            otherwise).
+        indices
+            Positions of the cells to embed (default all).
+        give_mean
+            Means of the embedding (the only option; accepted for scvi-tools
+            compatibility).
+        batch_size
+            Cells per forward pass.
+        missing
+            For a modality some cells were not measured in: ``"raise"`` (default) or
+            ``"nan"`` (NaN rows for them).
+
+        Returns
+        -------
+        ``n_cells x n_latent`` float32 array.
+        """
+        return self._latent(mdata, modality, indices, batch_size, missing)
+
+    def _classifier_classes(self) -> np.ndarray:
+        """Class names of the model's classifier head; raises when it has none."""
+        raise ValueError(f"{type(self).__name__} has no classifier head to predict with.")
+
+    def predict(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str = "joint",
+        indices: Sequence[int] | np.ndarray | None = None,
+        soft: bool = False,
+        batch_size: int | None = None,
+    ) -> np.ndarray | pd.DataFrame:
+        """Classes (cell types) predicted by the model's classifier head.
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation`.
+        modality
+            A modality (cells must have it), or ``"joint"``: class probabilities
+            averaged over the modalities each cell was measured in.
+        indices
+            Positions of the cells (default all).
+        soft
+            Return class probabilities instead of labels.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        Labels (object array), or with ``soft`` a DataFrame of probabilities (cells x
+        classes).
+        """
+        classes = self._classifier_classes()
+        cells, probs = self._class_probabilities(mdata, modality, indices, batch_size, len(classes))
+        if soft:
+            return pd.DataFrame(probs, index=cells.obs.index, columns=list(classes))
+        return np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
+
+    def _options(self, method: str, **given: Any) -> dict[str, Any]:
+        """The options of ``method`` the model supports; others must be left at None."""
+        unsupported = [
+            k for k, v in given.items() if v is not None and k not in self._options_of(method)
+        ]
+        if unsupported:
+            supported = list(self._options_of(method)) or "none"
+            raise TypeError(
+                f"{type(self).__name__}.{method} does not take {unsupported}; its options "
+                f"are {supported} (see the {type(self).__name__} docstring)."
+            )
+        return {k: v for k, v in given.items() if v is not None and k in self._options_of(method)}
+
+    def _options_of(self, method: str) -> tuple[str, ...]:
+        if method == "perturb":
+            return tuple(o for o in self._translation_options if o != "sample")
+        return self._translation_options
+
+    def _translate_latent(
+        self, z: np.ndarray, target: str, cells: Cells, batch_size: int | None, **options: Any
+    ):
+        """``target`` profiles predicted from embeddings ``z`` of ``cells`` (model hook)."""
+        raise NotImplementedError
+
+    def _check_translation(self, target: str, **options: Any) -> None:
+        """Refuse bad translation options before any work (model hook; default none)."""
+
+    def translate(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        source: str | None = None,
+        target: str | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        batch_size: int | None = None,
+        *,
+        k: int | None = None,
+        sample: bool | None = None,
+        library: str | float | np.ndarray | None = None,
+        batch: str | int | None = None,
+        scale: str | None = None,
+    ) -> ad.AnnData:
+        """Predict the ``target`` profile of cells measured in ``source``.
+
+        Each cell is embedded from ``source`` alone and the embedding is mapped to
+        ``target``: by ``target``'s decoder (SCCROSS, CONAAE, CLUE) or, for MINNET,
+        which has no decoder, as the mean ``target`` profile of the ``k`` nearest
+        reference cells. The options after ``batch_size`` belong to some models only
+        (named with each); passing one that a model does not take raises a TypeError.
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation` (an AnnData is of ``source``).
+        source
+            Modality the cells are embedded from; they must have it. CLUE also accepts
+            ``"joint"`` (its joint embedding of the modalities each cell has).
+        target
+            Modality to predict (``source`` itself gives the reconstruction).
+        indices
+            Positions of the cells (default all).
+        batch_size
+            Cells per forward pass.
+        k
+            MINNET: reference neighbours averaged (default 10).
+        sample
+            SCCROSS, CLUE: draw from the likelihood (counts for NB / ZINB) instead of
+            taking its mean (default False).
+        library
+            SCCROSS, CLUE: library size of count predictions: ``"mean"`` (default, the
+            training mean of ``target``), a number or one per cell; CLUE also takes
+            ``"observed"`` (the cells' own ``target`` totals; they must have ``target``).
+        batch
+            SCCROSS, CLUE: batch (name or code) whose decoder parameters are used
+            (default: SCCROSS the first batch, CLUE the batch with the most cells
+            measured in ``target``).
+        scale
+            CONAAE: ``"normalized"`` (default: the decoder output with the per-feature
+            standardisation undone, i.e. ``target``'s normalised space) or
+            ``"standardized"`` (the z-scored space of the reconstruction loss).
+
+        Returns
+        -------
+        AnnData of the cells (``obs`` of the query) in ``target``'s features, with the
+        embeddings the prediction came from in ``obsm``; dense, or sparse where MINNET
+        averages sparse reference profiles.
+        """
+        options = self._options(
+            "translate", k=k, sample=sample, library=library, batch=batch, scale=scale
+        )
+        if source is None or target is None:
+            raise ValueError(f"Name source= and target= modalities (of {self.modalities}).")
+        self._check_modality(source, joint=self._joint_translation)
+        self._check_modality(target)
+        self._check_translation(target, **options)
+        self._check_if_trained(warn=True)
+        cells = self._cells(mdata, None if source == "joint" else source, indices)
+        if source == "joint":
+            z = self._joint_embedding(cells, batch_size)
+        else:
+            self._require(cells, source)
+            z = self._embed_matrix(cells.matrices[source], source, batch_size)
+        x = self._translate_latent(z, target, cells, batch_size, **options)
+        out = ad.AnnData(
+            X=x,
+            obs=cells.obs.copy(),
+            var=pd.DataFrame(index=self.adata.mod[target].var_names.copy()),
+        )
+        out.obsm[self._latent_key] = z
+        key = self._latent_key.removeprefix("X_")
+        out.uns[f"{key}_translate"] = {"source": source, "target": target, **_plain(options)}
+        return out
+
+    def perturb(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        modality: str | None = None,
+        features: Sequence[str] | str | None = None,
+        factor: float = 1.5,
+        target: str | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        batch_size: int | None = None,
+        *,
+        k: int | None = None,
+        library: str | float | None = None,
+        batch: str | int | None = None,
+        scale: str | None = None,
+    ) -> ad.AnnData:
+        """In-silico perturbation: scale features in count space and re-embed.
+
+        The registered values of ``features`` of ``modality`` are multiplied by
+        ``factor``; the perturbed cells go through the transforms stored at training
+        and the encoder again. With ``target``, the translated ``target`` profile (see
+        :meth:`translate`, whose model-specific options ``k``, ``library``, ``batch`` and
+        ``scale`` apply) is compared before and after.
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation` (an AnnData is of ``modality``).
+        modality
+            Modality whose features are perturbed; the cells must have it.
+        features
+            Feature names (one or several) of ``modality``.
+        factor
+            Multiplier of the features' values (1.5 up, 0.5 down, 0 knock-out).
+        target
+            Optional modality whose translated profile is compared before and after.
+        indices
+            Positions of the cells (default all).
+        batch_size
+            Cells per forward pass.
+        k, library, batch, scale
+            As in :meth:`translate` (``library`` is ``"mean"`` or a number here).
+
+        Returns
+        -------
+        AnnData of the cells with ``obs["shift_norm"]`` (length of each cell's latent
+        shift) and the embeddings before and after in ``obsm`` (``X_<model>`` and
+        ``X_<model>_perturbed``). Without ``target``, ``X`` is the latent shift (cells x
+        latent dimensions); with ``target``, ``X`` is the change of the translated
+        ``target`` profile (cells x target features), with ``layers["translated"]`` and
+        ``layers["translated_perturbed"]``.
+        """
+        options = self._options("perturb", k=k, library=library, batch=batch, scale=scale)
+        if target is not None:
+            self._check_modality(target)
+            self._check_translation(target, **options)
+        return self._perturb(
+            mdata,
+            modality,
+            features,
+            factor,
+            target,
+            indices,
+            batch_size,
+            translate=lambda z, t, cells: self._translate_latent(
+                z, t, cells, batch_size, **options
+            ),
+            info=_plain(options),
+        )
+
     # ------------------------------------------------------------------ perturbation
     def _feature_columns(self, modality: str, features: Sequence[str] | str | None):
         """Feature names (as a list) and their column positions in ``modality``."""
@@ -465,13 +744,13 @@ class MultiModalMixin:
         target: str | None,
         indices: Sequence[int] | np.ndarray | None,
         batch_size: int | None,
-        translate: Callable[[np.ndarray, str], Any],
+        translate: Callable[[np.ndarray, str, Cells], Any],
         info: dict | None = None,
     ) -> ad.AnnData:
         """Scale features in count space, re-embed, and translate before and after.
 
-        ``translate(z, target)`` maps embeddings to ``target`` profiles (the model's
-        own cross-modal prediction). See the models' ``perturb`` for the output.
+        ``translate(z, target, cells)`` maps embeddings of ``cells`` to ``target``
+        profiles (the model's own cross-modal prediction). See :meth:`perturb`.
         """
         if modality is None:
             raise ValueError(f"Name the perturbed modality= (one of {self.modalities}).")
@@ -505,8 +784,8 @@ class MultiModalMixin:
                 var=pd.DataFrame(index=[f"latent_{i}" for i in range(shift.shape[1])]),
             )
         else:
-            t0 = translate(z0, target)
-            t1 = translate(z1, target)
+            t0 = translate(z0, target, cells)
+            t1 = translate(z1, target, cells)
             dense = (lambda a: a.toarray()) if sparse.issparse(t0) else np.asarray
             out = ad.AnnData(
                 X=dense(t1) - dense(t0),
@@ -520,3 +799,16 @@ class MultiModalMixin:
         out.obsm[f"{key}_perturbed"] = z1
         out.uns[f"{key.removeprefix('X_')}_perturb"] = details
         return out
+
+
+def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options as plain values for ``uns`` (per-cell arrays summarised as "array")."""
+    out = {}
+    for key, value in options.items():
+        if isinstance(value, np.ndarray | list | tuple):
+            out[key] = "array"
+        elif isinstance(value, np.generic):
+            out[key] = value.item()
+        else:
+            out[key] = value
+    return out

@@ -27,7 +27,6 @@ from ._transforms import (
     tfidf,
     tfidf_lsi,
 )
-from ._utils import align_features
 
 __all__ = [
     "FeatureScaler",
@@ -35,7 +34,6 @@ __all__ = [
     "LogNormPCA",
     "NotFittedError",
     "TfidfLSI",
-    "align_features",
     "gene_activity",
     "highly_variable",
     "knn_graph",

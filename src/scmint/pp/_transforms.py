@@ -20,13 +20,16 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
+from scmint.data._validation import check_counts
+
 from ._utils import (
     Matrix,
-    align_features,
+    aligned_matrix,
     as_float_matrix,
-    check_counts,
     get_matrix,
     log1p,
+    log_normalize_rows,
+    normalize_rows,
     row_sums,
     scale_cols,
     scale_rows,
@@ -195,7 +198,7 @@ class FittedTransform:
         self._check_fitted()
         if isinstance(data, AnnData):
             layer = self.layer_ if layer is None else layer
-        X = align_features(data, self.feature_names_, layer=layer, allow_missing=allow_missing)
+        X = aligned_matrix(data, self.feature_names_, layer=layer, allow_missing=allow_missing)
         return as_float_matrix(X)
 
     # ----------------------------------------------------------------- serialisation
@@ -281,13 +284,6 @@ def _size_factor_target(X: Matrix, target_sum: float | None) -> float:
     lib = row_sums(X)
     lib = lib[lib > 0]
     return float(np.median(lib)) if lib.size else 1.0
-
-
-def _normalize_rows(X: Matrix, target: float) -> Matrix:
-    """``normalize_total``: each row scaled to sum to ``target`` (all-zero rows stay zero)."""
-    lib = row_sums(X)
-    lib[lib == 0] = 1.0
-    return scale_rows(X, target / lib)
 
 
 def _clip(X: np.ndarray, max_value: float | None) -> np.ndarray:
@@ -417,7 +413,7 @@ class LogNormPCA(FittedTransform):
         self.random_state = random_state
 
     def _fit(self, X: Matrix, obs: pd.DataFrame | None) -> np.ndarray:
-        check_counts(X, "LogNormPCA input")
+        check_counts(X, what="LogNormPCA input", fractional="warn")
         X = to_csr(X)
         n_genes = X.shape[1]
         target = _size_factor_target(X, self.target_sum)
@@ -508,7 +504,7 @@ class LogNormPCA(FittedTransform):
         return self._pca_input(self.prepare(data, layer, allow_missing))
 
     def _lognorm(self, X: Matrix) -> Matrix:
-        return log1p(_normalize_rows(to_csr(X), self.target_sum_))
+        return log_normalize_rows(to_csr(X), self.target_sum_)
 
     def _pca_input(self, X: Matrix) -> Matrix:
         Xh = self._lognorm(X)[:, self.hvg_index_]
@@ -592,7 +588,7 @@ class TfidfLSI(FittedTransform):
 
         if self.drop_component not in ("first", "depth", None):
             raise ValueError(f"unknown drop_component {self.drop_component!r}")
-        check_counts(X, "TfidfLSI input")
+        check_counts(X, what="TfidfLSI input", fractional="warn")
         X = to_csr(X)
         colsum = np.asarray(X.sum(axis=0), dtype=np.float64).ravel()
         idf = np.zeros_like(colsum)
@@ -724,7 +720,7 @@ class FeatureScaler(FittedTransform):
 
     def _pre(self, X: Matrix, fit: bool) -> Matrix:
         if self.target_sum is not None:
-            X = _normalize_rows(X, float(self.target_sum))
+            X = normalize_rows(X, float(self.target_sum))
         if self.log:
             X = log1p(X)
         if self.clr == "feature":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,24 +60,30 @@ def log1p(X: Matrix) -> Matrix:
     return np.log1p(X)
 
 
-def check_counts(X: Matrix, what: str = "input", n_check: int = 10_000) -> None:
-    """Warn if ``X`` does not look like raw counts (negative or non-integer values)."""
-    data = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    sample = data[:n_check]
-    if sample.size == 0:
-        return
-    if np.any(sample < 0):
-        raise ValueError(f"{what} contains negative values; raw counts are expected")
-    if not np.allclose(sample, np.round(sample)):
-        warnings.warn(
-            f"{what} does not look like raw counts (non-integer values); the transform "
-            "normalises and log-transforms it as if it were counts",
-            UserWarning,
-            stacklevel=3,
-        )
+def log_normalize_rows(X: Matrix, target_sum: float = 1e4, copy: bool = True) -> Matrix:
+    """``log1p(x / rowsum * target_sum)`` per row, keeping sparsity (all-zero rows stay 0).
+
+    The one library-size log-normalisation of scmint's transforms, metrics and tools
+    (:func:`scanpy.pp.normalize_total` followed by :func:`scanpy.pp.log1p`, on a matrix).
+    With ``copy=False`` a dense floating-point ``X`` is transformed in place (no
+    temporaries, for memory-bound chunked loops) and returned.
+    """
+    if not copy and isinstance(X, np.ndarray) and np.issubdtype(X.dtype, np.floating):
+        lib = X.sum(axis=1, keepdims=True)
+        lib[lib == 0] = 1.0
+        X *= target_sum / lib
+        return np.log1p(X, out=X)
+    return log1p(normalize_rows(X, target_sum))
 
 
-def align_features(
+def normalize_rows(X: Matrix, target_sum: float) -> Matrix:
+    """Each row scaled to sum to ``target_sum`` (all-zero rows stay zero)."""
+    lib = row_sums(X)
+    lib[lib == 0] = 1.0
+    return scale_rows(X, target_sum / lib)
+
+
+def aligned_matrix(
     data: AnnData | Matrix,
     feature_names: Sequence[str],
     *,
@@ -86,7 +91,10 @@ def align_features(
     layer: str | None = None,
     allow_missing: bool = False,
 ) -> Matrix:
-    """Return a matrix whose columns follow ``feature_names``.
+    """Return a matrix whose columns follow ``feature_names`` (for fitted transforms).
+
+    The matrix counterpart of :func:`scmint.data.align_features` (which returns an
+    AnnData); both match names with :func:`scmint.data._validation.align_matrix`.
 
     Parameters
     ----------

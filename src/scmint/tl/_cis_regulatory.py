@@ -23,6 +23,7 @@ from scipy import stats
 
 from ..data._validation import get_matrix
 from ..pp._gene_activity import parse_peak_names, peak_gene_links, read_genes
+from ..pp._utils import as_float_matrix, log_normalize_rows
 
 _PAIR_CHUNK = 200_000  # candidate pairs per vectorised block
 _COLUMNS = ["gene", "peak", "distance", "rho", "pvalue", "fdr"]
@@ -34,15 +35,12 @@ def _bulk_matrix(
     """Dense bulks x ``cols`` matrix, library-size normalised and log1p-transformed."""
     X = get_matrix(adata, layer)
     if normalize:
-        total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-        if np.any(total <= 0):
+        if np.any(np.asarray(X.sum(axis=1)).ravel() <= 0):
             raise ValueError("a mini-bulk has no counts; drop it before correlating")
+        X = log_normalize_rows(as_float_matrix(X, np.float64))
     X = X[:, cols]
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
-    X = np.asarray(X, dtype=np.float64)
-    if normalize:
-        X = np.log1p(X / total[:, None] * 1e4)
-    return X
+    return np.asarray(X, dtype=np.float64)
 
 
 def _standardise(X: np.ndarray) -> np.ndarray:

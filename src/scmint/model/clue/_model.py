@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from math import ceil
-from typing import Any, Literal
+from typing import Any
 
-import anndata as ad
 import mudata as md
 import numpy as np
-import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
@@ -225,14 +223,6 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
         self.init_params_ = self._get_init_params(locals())
 
     # ------------------------------------------------------------------ setup
-    @classmethod
-    def setup_anndata(cls, *args: Any, **kwargs: Any) -> None:
-        """Not supported: CLUE reads a padded MuData, see :meth:`setup_mudata`."""
-        raise TypeError(
-            "CLUE integrates several modalities: register a padded MuData with "
-            "CLUE.setup_mudata(scmint.data.pad_mudata(mdata), batch_key=...)."
-        )
-
     def _fit_clr(self, norms: Mapping[str, str]) -> None:
         """Per-feature geometric means of the ``"clr"`` modalities, into the input layers."""
         with keep_torch_threads():
@@ -489,212 +479,32 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
             out[start:stop] = (dist.sample() if sample else dist.mean).float().cpu().numpy()
         return out
 
-    # ------------------------------------------------------------------ public API
-    def get_latent_representation(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str = "joint",
-        indices: Sequence[int] | np.ndarray | None = None,
-        give_mean: bool = True,
-        batch_size: int | None = None,
-        missing: Literal["raise", "nan"] = "raise",
-    ) -> np.ndarray:
-        """Embeddings (``K x n_latent`` dimensions) of cells, from one modality or jointly.
+    # ------------------------------------------------------------------ public API hooks
+    _translation_options = ("sample", "library", "batch")
+    _joint_translation = True
 
-        Parameters
-        ----------
-        mdata
-            None (the registered data), a padded MuData, a MuData holding some of the
-            model's modalities, or an AnnData of one modality (then ``modality`` names
-            it). Features are matched to the reference by name.
-        modality
-            A modality name: each cell's embedding from that modality alone (posterior
-            mean of ``u``, L2-normalised if the model normalises). ``"joint"`` (default):
-            the model's joint rule over the modalities each cell was measured in, so
-            every cell gets an embedding whatever modalities it has.
-        indices
-            Positions of the cells (default all).
-        give_mean
-            Posterior means (the only option; accepted for scvi-tools compatibility).
-        batch_size
-            Cells per forward pass.
-        missing
-            For a modality some cells lack: ``"raise"`` (default) or ``"nan"``.
-
-        Returns
-        -------
-        ``n_cells x (K * n_latent)`` float32 array.
-        """
-        return self._latent(mdata, modality, indices, batch_size, missing)
-
-    def translate(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        source: str | None = None,
-        target: str | None = None,
-        indices: Sequence[int] | np.ndarray | None = None,
-        sample: bool = False,
-        library: str | float | np.ndarray = "mean",
-        batch: str | int | None = None,
-        batch_size: int | None = None,
-    ) -> ad.AnnData:
-        """Predict ``target`` profiles from the cross-encoders and ``target``'s decoder.
-
-        ``x_source -> u_source -> block target of u -> p(x_target)``; ``source ==
-        target`` reconstructs, ``source="joint"`` predicts from the joint embedding of the
-        modalities each cell has.
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation` (an AnnData is of ``source``).
-        source
-            A modality the cells were measured in, or ``"joint"``.
-        target
-            Modality to predict.
-        indices
-            Positions of the cells (default all).
-        sample
-            Draw from the likelihood (counts for NB / ZINB) instead of its mean.
-        library
-            Library size of count predictions: ``"mean"`` (training mean of ``target``),
-            ``"observed"`` (the cells' own ``target`` totals; they must have
-            ``target``), a number, or one per cell.
-        batch
-            Batch (name or code) whose decoder parameters are used; it must have cells
-            measured in ``target``. Default: the batch with the most such cells.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        AnnData of the cells in ``target``'s features (dense float32): expected counts
-        for NB / ZINB, probabilities for Bernoulli, means for Normal / ZILN; the
-        embeddings in ``obsm["X_clue"]``.
-        """
-        if source is None or target is None:
-            raise ValueError(f"Name source= and target= modalities (of {self.modalities}).")
-        self._check_modality(source, joint=True)
-        self._check_modality(target)
-        self._decoder_batch(batch, target)  # a bad batch fails before any computation
-        self._check_if_trained(warn=True)
-        cells = self._cells(mdata, None if source == "joint" else source, indices)
-        if source == "joint":
-            u = self._joint_embedding(cells, batch_size)
-        else:
-            self._require(cells, source)
-            u = self._embed_matrix(cells.matrices[source], source, batch_size)
-        lib = self._libraries(library, target, cells)
-        out = ad.AnnData(
-            X=self._decode(u, target, lib, batch, sample, batch_size),
-            obs=cells.obs.copy(),
-            var=pd.DataFrame(index=self.adata.mod[target].var_names.copy()),
-        )
-        out.obsm[self._latent_key] = u
-        out.uns["clue_translate"] = {"source": source, "target": target, "sample": sample}
-        return out
-
-    def perturb(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str | None = None,
-        features: Sequence[str] | str | None = None,
-        factor: float = 1.5,
-        target: str | None = None,
-        indices: Sequence[int] | np.ndarray | None = None,
-        library: str | float = "mean",
-        batch: str | int | None = None,
-        batch_size: int | None = None,
-    ) -> ad.AnnData:
-        """In-silico perturbation: scale features in count space and re-embed.
-
-        The registered values of ``features`` of ``modality`` are multiplied by
-        ``factor`` and the cells encoded again (the input transform is per cell, so
-        nothing is refitted).
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation` (an AnnData is of ``modality``).
-        modality
-            Modality whose features are perturbed; the cells must have it.
-        features
-            Feature names of ``modality``.
-        factor
-            Multiplier (1.5 up, 0.5 down, 0 knock-out).
-        target
-            Optional modality whose prediction (see :meth:`translate`) is compared
-            before and after.
-        indices
-            Positions of the cells (default all).
-        library
-            Library size of count predictions: ``"mean"`` or a number.
-        batch
-            Batch whose decoder parameters are used (as in :meth:`translate`).
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        AnnData of the cells with ``obs["shift_norm"]`` and ``obsm["X_clue"]`` /
-        ``obsm["X_clue_perturbed"]``; ``X`` is the embedding shift, or with ``target``
-        the change of the predicted ``target`` profile (``layers["translated"]`` and
-        ``layers["translated_perturbed"]``).
-        """
-
-        def translate(u: np.ndarray, t: str) -> np.ndarray:
-            lib = self._library(library, t, u.shape[0])
-            return self._decode(u, t, lib, batch, False, batch_size)
-
-        return self._perturb(
-            mdata,
-            modality,
-            features,
-            factor,
-            target,
-            indices,
-            batch_size,
-            translate=translate,
-            info={"library": library if isinstance(library, str) else float(library)},
-        )
-
-    def predict(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str = "joint",
-        indices: Sequence[int] | np.ndarray | None = None,
-        soft: bool = False,
-        batch_size: int | None = None,
-    ) -> np.ndarray | pd.DataFrame:
-        """Cell types predicted by the classifier (needs ``labels_key`` at setup).
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation`.
-        modality
-            A modality (cells must have it), or ``"joint"``: probabilities averaged over
-            the modalities each cell was measured in.
-        indices
-            Positions of the cells (default all).
-        soft
-            Return class probabilities instead of labels.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        Labels (object array), or with ``soft`` a DataFrame (cells x classes).
-        """
+    def _classifier_classes(self) -> np.ndarray:
         if self.module.classifier is None:
             raise ValueError(
                 "This CLUE has no classifier: it was set up without labels_key (or with fewer "
                 "than two cell types, or classifier_weight=0). Set up with labels_key= and "
                 "train again."
             )
-        cells, probs = self._class_probabilities(
-            mdata, modality, indices, batch_size, len(self.classes_)
-        )
-        if soft:
-            return pd.DataFrame(probs, index=cells.obs.index, columns=list(self.classes_))
-        return np.asarray(self.classes_, dtype=object)[probs.argmax(axis=1)]
+        return self.classes_
+
+    def _check_translation(self, target: str, batch: str | int | None = None, **_: Any) -> None:
+        self._decoder_batch(batch, target)  # a bad batch fails before any computation
+
+    def _translate_latent(
+        self,
+        z: np.ndarray,
+        target: str,
+        cells: Cells,
+        batch_size: int | None,
+        sample: bool = False,
+        library: str | float | np.ndarray = "mean",
+        batch: str | int | None = None,
+    ) -> np.ndarray:
+        """``target`` profiles decoded from embeddings ``z`` by ``target``'s decoder."""
+        lib = self._libraries(library, target, cells)
+        return self._decode(z, target, lib, batch, sample, batch_size)

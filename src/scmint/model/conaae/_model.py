@@ -6,16 +6,15 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import anndata as ad
 import mudata as md
 import numpy as np
-import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scmint.data import MuDataSetupMixin
 from scmint.model._base import (
+    Cells,
     MultiModalMixin,
     Normalization,
     resolve_normalization,
@@ -258,14 +257,6 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
         self.init_params_ = self._get_init_params(locals())
 
     # ------------------------------------------------------------------ setup
-    @classmethod
-    def setup_anndata(cls, *args: Any, **kwargs: Any) -> None:
-        """Not supported: CONAAE reads a padded MuData, see :meth:`setup_mudata`."""
-        raise TypeError(
-            "CONAAE integrates several modalities: register a padded MuData with "
-            "CONAAE.setup_mudata(scmint.data.pad_mudata(mdata), labels_key=...)."
-        )
-
     def _classes(self, supervision: Supervision) -> tuple[str, list[str], list[int]]:
         """Source of the classes, their names and the class of each registry code."""
         setup_args = self.adata_manager.registry["setup_args"]
@@ -429,197 +420,28 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
         if scale not in _SCALES:
             raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}.")
 
-    # ------------------------------------------------------------------ public API
-    def get_latent_representation(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str = "joint",
-        indices: Sequence[int] | np.ndarray | None = None,
-        give_mean: bool = True,
-        batch_size: int | None = None,
-        missing: Literal["raise", "nan"] = "raise",
-    ) -> np.ndarray:
-        """Latent codes of cells from one modality, or jointly from those they have.
+    # ------------------------------------------------------------------ public API hooks
+    _translation_options = ("scale",)
 
-        Parameters
-        ----------
-        mdata
-            None (the registered data), a padded MuData, a MuData holding some of the
-            model's modalities, or an AnnData of one modality (then ``modality`` names
-            it). Features are matched to the reference by name; absent ones are
-            zero-filled with a warning.
-        modality
-            A modality name: each cell encoded from that modality alone. ``"joint"``:
-            the mean of the codes of the modalities each cell was measured in.
-        indices
-            Positions of the cells (default all).
-        give_mean
-            Accepted for scvi-tools compatibility; CONAAE is deterministic.
-        batch_size
-            Cells per forward pass.
-        missing
-            For a modality some cells were not measured in: ``"raise"`` (default) or
-            ``"nan"`` (NaN rows for them).
-
-        Returns
-        -------
-        ``n_cells x n_latent`` float32 array.
-        """
-        return self._latent(mdata, modality, indices, batch_size, missing)
-
-    def translate(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        source: str | None = None,
-        target: str | None = None,
-        indices: Sequence[int] | np.ndarray | None = None,
-        scale: Scale = "normalized",
-        batch_size: int | None = None,
-    ) -> ad.AnnData:
-        """Predict the ``target`` profile of cells measured in ``source``.
-
-        Each cell is encoded by ``source``'s encoder and decoded by ``target``'s decoder.
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation` (an AnnData is of ``source``).
-        source
-            Modality the cells are encoded from; they must have it.
-        target
-            Modality to predict (``source`` itself gives the reconstruction).
-        indices
-            Positions of the cells (default all).
-        scale
-            ``"normalized"`` (default): the decoder output with the per-feature
-            standardisation undone, i.e. ``target``'s normalised space: ``log1p(x /
-            library * target_sum)`` for ``normalization="log"``, CLR values for
-            ``"clr"``, registered values for ``"none"``. ``"standardized"``: the raw
-            decoder output, the z-scored space the reconstruction loss is computed in.
-            Neither is counts.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        AnnData of the cells (``obs`` of the query) in ``target``'s features (dense
-        float32), with the latent codes in ``obsm["X_conaae"]``.
-        """
-        if source is None or target is None:
-            raise ValueError(f"Name source= and target= modalities (of {self.modalities}).")
-        self._check_modality(source)
-        self._check_modality(target)
-        self._check_scale(scale)
-        self._check_if_trained(warn=True)
-        cells = self._cells(mdata, source, indices)
-        self._require(cells, source)
-        z = self._embed_matrix(cells.matrices[source], source, batch_size)
-        out = ad.AnnData(
-            X=self._decode_matrix(z, target, scale, batch_size),
-            obs=cells.obs.copy(),
-            var=pd.DataFrame(index=self.adata.mod[target].var_names.copy()),
-        )
-        out.obsm[self._latent_key] = z
-        out.uns["conaae_translate"] = {"source": source, "target": target, "scale": scale}
-        return out
-
-    def perturb(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str | None = None,
-        features: Sequence[str] | str | None = None,
-        factor: float = 1.5,
-        target: str | None = None,
-        indices: Sequence[int] | np.ndarray | None = None,
-        scale: Scale = "normalized",
-        batch_size: int | None = None,
-    ) -> ad.AnnData:
-        """In-silico perturbation: scale features in count space and re-encode.
-
-        The registered values of ``features`` of ``modality`` are multiplied by
-        ``factor``; the perturbed cells go through the stored input transform
-        (normalisation and the per-feature statistics of training) and the encoder again.
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation` (an AnnData is of ``modality``).
-        modality
-            Modality whose features are perturbed; the cells must have it.
-        features
-            Feature names (one or several) of ``modality``.
-        factor
-            Multiplier of the features' values (0 knocks them out).
-        target
-            Optional modality whose translated profile (see :meth:`translate`) is
-            compared before and after the perturbation (``modality`` itself: the
-            within-modality response).
-        indices
-            Positions of the cells (default all).
-        scale
-            Scale of the translated profiles, as in :meth:`translate`.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        AnnData of the cells with ``obs["shift_norm"]`` (length of each cell's latent
-        shift) and ``obsm["X_conaae"]``, ``obsm["X_conaae_perturbed"]``. Without
-        ``target``, ``X`` is the latent shift (cells x latent dimensions); with
-        ``target``, ``X`` is the change of the translated ``target`` profile (cells x
-        target features), with ``layers["translated"]`` and
-        ``layers["translated_perturbed"]``.
-        """
-        self._check_scale(scale)
-        return self._perturb(
-            mdata,
-            modality,
-            features,
-            factor,
-            target,
-            indices,
-            batch_size,
-            translate=lambda z, t: self._decode_matrix(z, t, scale, batch_size),
-            info={"scale": scale},
-        )
-
-    def predict(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str = "joint",
-        indices: Sequence[int] | np.ndarray | None = None,
-        soft: bool = False,
-        batch_size: int | None = None,
-    ) -> np.ndarray | pd.DataFrame:
-        """Classes (cell types, or batches) predicted by the latent classifier.
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation`.
-        modality
-            A modality (cells must have it), or ``"joint"``: class probabilities
-            averaged over the modalities each cell was measured in.
-        indices
-            Positions of the cells (default all).
-        soft
-            Return class probabilities instead of labels.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        Labels (object array), or with ``soft`` a DataFrame of probabilities (cells x
-        classes).
-        """
+    def _classifier_classes(self) -> np.ndarray:
         if self.module.classifier is None:
             raise ValueError(
                 "This CONAAE has no classifier: it was trained without classes (no labels_key, "
                 "supervision='none', or beta=0). Set up with labels_key= and train again."
             )
-        cells, probs = self._class_probabilities(
-            mdata, modality, indices, batch_size, len(self.classes_)
-        )
-        if soft:
-            return pd.DataFrame(probs, index=cells.obs.index, columns=list(self.classes_))
-        return np.asarray(self.classes_, dtype=object)[probs.argmax(axis=1)]
+        return self.classes_
+
+    def _check_translation(self, target: str, scale: Scale = "normalized", **_: Any) -> None:
+        self._check_scale(scale)
+
+    def _translate_latent(
+        self,
+        z: np.ndarray,
+        target: str,
+        cells: Cells,
+        batch_size: int | None,
+        scale: Scale = "normalized",
+    ) -> np.ndarray:
+        """``target``'s decoder output for codes ``z``, on the ``scale`` asked for."""
+        self._check_scale(scale)
+        return self._decode_matrix(z, target, scale, batch_size)

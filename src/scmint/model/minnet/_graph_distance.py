@@ -25,9 +25,10 @@ from anndata import AnnData
 from numpy.typing import ArrayLike
 from scipy.sparse.csgraph import connected_components, dijkstra
 
+from scmint.data._validation import check_counts
 from scmint.pp._neighbors import knn_graph
 from scmint.pp._transforms import LogNormPCA, _clamp_n_comps, _size_factor_target
-from scmint.pp._utils import check_counts, get_matrix, to_csr
+from scmint.pp._utils import get_matrix, to_csr
 
 #: offset of MINNET's edge weights: ``weight = EDGE_OFFSET - connectivity``
 EDGE_OFFSET = 1.01
@@ -149,7 +150,7 @@ def _combat_pca(
     if batch_key not in adata.obs:
         raise KeyError(f"batch_key {batch_key!r} not found in obs")
     X = to_csr(get_matrix(adata, layer), np.float64)
-    check_counts(X, "build_distance_graph input")
+    check_counts(X, what="build_distance_graph input", fractional="warn")
     batches = adata.obs[batch_key].astype(str).to_numpy()
     obs = pd.DataFrame({batch_key: batches}, index=[str(i) for i in range(X.shape[0])])
     tmp = AnnData(X.copy(), obs=obs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import anndata as ad
@@ -19,6 +19,7 @@ from scvi.train import TrainRunner
 from scmint.data import MuDataSetupMixin, indicator_key
 from scmint.model._base import (
     INFERENCE_BATCH,
+    Cells,
     MultiModalMixin,
     Normalization,
     keep_torch_threads,
@@ -209,14 +210,6 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
         self.init_params_ = self._get_init_params(locals())
 
     # ------------------------------------------------------------------ setup
-    @classmethod
-    def setup_anndata(cls, *args: Any, **kwargs: Any) -> None:
-        """Not supported: MINNET reads a padded MuData, see :meth:`setup_mudata`."""
-        raise TypeError(
-            "MINNET integrates several modalities: register a padded MuData with "
-            "MINNET.setup_mudata(scmint.data.pad_mudata(mdata), labels_key=...)."
-        )
-
     def _training_pool(self) -> tuple[np.ndarray, np.ndarray]:
         """Indices of the paired, labelled cells and their cell-type codes."""
         state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
@@ -404,79 +397,21 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
     def _logits_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
         return self._forward_matrix(x, modality, "logits", batch_size)
 
-    # ------------------------------------------------------------------ public API
-    def get_latent_representation(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str = "joint",
-        indices: Sequence[int] | np.ndarray | None = None,
-        give_mean: bool = True,
-        batch_size: int | None = None,
-        missing: Literal["raise", "nan"] = "raise",
-    ) -> np.ndarray:
-        """Co-embedding of cells from one modality, or jointly from those they have.
+    # ------------------------------------------------------------------ public API hooks
+    _translation_options = ("k",)
 
-        Parameters
-        ----------
-        mdata
-            None (the registered data), a padded MuData, a MuData holding some of the
-            model's modalities, or an AnnData of one modality (then ``modality`` names
-            it). Features are matched to the reference by name; absent ones are
-            zero-filled with a warning.
-        modality
-            A modality name: each cell embedded from that modality alone. ``"joint"``:
-            the mean of the embeddings of the modalities each cell was measured in.
-        indices
-            Positions of the cells to embed (default all).
-        give_mean
-            Accepted for scvi-tools compatibility; MINNET is deterministic.
-        batch_size
-            Cells per forward pass.
-        missing
-            For a modality some cells were not measured in: ``"raise"`` (default) or
-            ``"nan"`` (NaN rows for them).
+    def _classifier_classes(self) -> np.ndarray:
+        return self.cell_types_
 
-        Returns
-        -------
-        ``n_cells x n_latent`` float32 array.
-        """
-        return self._latent(mdata, modality, indices, batch_size, missing)
+    def _check_translation(self, target: str, k: int = 10, **_: Any) -> None:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}.")
 
-    def predict(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str = "joint",
-        indices: Sequence[int] | np.ndarray | None = None,
-        soft: bool = False,
-        batch_size: int | None = None,
-    ) -> np.ndarray | pd.DataFrame:
-        """Cell types predicted by the classifier head.
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation`.
-        modality
-            A modality (cells must have it), or ``"joint"``: class probabilities
-            averaged over the modalities each cell was measured in.
-        indices
-            Positions of the cells (default all).
-        soft
-            Return class probabilities instead of labels.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        Labels (object array), or with ``soft`` a DataFrame of probabilities (cells x
-        cell types).
-        """
-        cells, probs = self._class_probabilities(
-            mdata, modality, indices, batch_size, len(self.cell_types_)
-        )
-        if soft:
-            return pd.DataFrame(probs, index=cells.obs.index, columns=list(self.cell_types_))
-        return np.asarray(self.cell_types_, dtype=object)[probs.argmax(axis=1)]
+    def _translate_latent(
+        self, z: np.ndarray, target: str, cells: Cells, batch_size: int | None, k: int = 10
+    ):
+        """Mean ``target`` profile of the ``k`` reference cells nearest to each of ``z``."""
+        return self._neighbour_mean(z, target, k, batch_size)
 
     def _reference(self, target: str, batch_size: int | None = None) -> tuple[np.ndarray, Any]:
         """Embedding (from ``target``) and ``target`` profiles of the reference cells."""
@@ -504,115 +439,3 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
         )
         out = weights @ x_ref
         return sparse.csr_matrix(out, dtype=np.float32) if sparse.issparse(out) else out
-
-    def translate(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        source: str | None = None,
-        target: str | None = None,
-        indices: Sequence[int] | np.ndarray | None = None,
-        k: int = 10,
-        batch_size: int | None = None,
-    ) -> ad.AnnData:
-        """Predict the ``target`` profile of cells measured in ``source``.
-
-        MINNET has no decoder: each cell, embedded from ``source``, gets the mean
-        ``target`` profile (registered values, e.g. counts) of its ``k`` nearest
-        reference cells embedded from ``target`` (every registered cell measured in
-        ``target``).
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation` (an AnnData is of ``source``).
-        source
-            Modality the cells are embedded from; they must have it.
-        target
-            Modality to predict.
-        indices
-            Positions of the cells (default all).
-        k
-            Number of reference neighbours averaged.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        AnnData of the cells (``obs`` of the query) in ``target``'s features; sparse
-        when the reference profiles are.
-        """
-        if source is None or target is None:
-            raise ValueError(f"Name source= and target= modalities (of {self.modalities}).")
-        self._check_modality(source)
-        self._check_modality(target)
-        self._check_if_trained(warn=True)
-        cells = self._cells(mdata, source, indices)
-        self._require(cells, source)
-        z = self._forward_matrix(cells.matrices[source], source, "z", batch_size)
-        x = self._neighbour_mean(z, target, k, batch_size)
-        out = ad.AnnData(
-            X=x,
-            obs=cells.obs.copy(),
-            var=pd.DataFrame(index=self.adata.mod[target].var_names.copy()),
-        )
-        out.obsm["X_minnet"] = z
-        out.uns["minnet_translate"] = {"source": source, "target": target, "k": int(k)}
-        return out
-
-    def perturb(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str | None = None,
-        features: Sequence[str] | str | None = None,
-        factor: float = 1.5,
-        target: str | None = None,
-        indices: Sequence[int] | np.ndarray | None = None,
-        k: int = 10,
-        batch_size: int | None = None,
-    ) -> ad.AnnData:
-        """In-silico perturbation: scale features in count space and re-embed.
-
-        The registered values of ``features`` of ``modality`` are multiplied by
-        ``factor``; the perturbed cells go through the stored transforms (normalisation,
-        log, per-feature scaling fitted at training) and the network again.
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation` (an AnnData is of ``modality``).
-        modality
-            Modality whose features are perturbed; the cells must have it.
-        features
-            Feature names (one or several) of ``modality``.
-        factor
-            Multiplier of the features' values (0 knocks them out).
-        target
-            Optional modality whose translated profile (see :meth:`translate`) is
-            compared before and after the perturbation.
-        indices
-            Positions of the cells (default all).
-        k
-            Neighbours for the translation.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        AnnData of the cells with ``obs["shift_norm"]`` (length of each cell's latent
-        shift) and ``obsm["X_minnet"]``, ``obsm["X_minnet_perturbed"]``. Without
-        ``target``, ``X`` is the latent shift (cells x latent dimensions); with
-        ``target``, ``X`` is the change of the translated ``target`` profile (cells x
-        target features), with ``layers["translated"]`` and
-        ``layers["translated_perturbed"]``.
-        """
-        return self._perturb(
-            mdata,
-            modality,
-            features,
-            factor,
-            target,
-            indices,
-            batch_size,
-            translate=lambda z, t: self._neighbour_mean(z, t, k, batch_size),
-            info={"k": int(k)},
-        )

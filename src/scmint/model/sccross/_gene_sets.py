@@ -14,14 +14,14 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
+from scmint.data._validation import check_counts
 from scmint.pp._transforms import (
     FittedTransform,
     _clamp_n_comps,
-    _normalize_rows,
     _scale_statistics,
     _size_factor_target,
 )
-from scmint.pp._utils import as_float_matrix, check_counts, get_matrix, log1p, to_csr
+from scmint.pp._utils import as_float_matrix, get_matrix, log_normalize_rows, to_csr
 
 
 def read_gmt(path: str | Path) -> dict[str, list[str]]:
@@ -103,7 +103,7 @@ def gene_set_scores(
     X = get_matrix(adata, layer)
     if normalize:
         X = to_csr(X)
-        X = log1p(_normalize_rows(X, _size_factor_target(X, target_sum)))
+        X = log_normalize_rows(X, _size_factor_target(X, target_sum))
     else:
         X = as_float_matrix(X)
     tmp = AnnData(X)
@@ -215,7 +215,7 @@ class GeneSetScorePCA(FittedTransform):
             del self._names_for_fit
 
     def _fit(self, X: sp.csr_matrix | np.ndarray, obs: pd.DataFrame | None) -> np.ndarray:
-        check_counts(X, "GeneSetScorePCA input")
+        check_counts(X, what="GeneSetScorePCA input", fractional="warn")
         index = {g: i for i, g in enumerate(self._names_for_fit)}
         kept, rows, cols, vals = [], [], [], []
         too_small = []
@@ -242,7 +242,7 @@ class GeneSetScorePCA(FittedTransform):
             )
         X = to_csr(X)
         self.target_sum_ = _size_factor_target(X, self.target_sum)
-        L = log1p(_normalize_rows(X, self.target_sum_))
+        L = log_normalize_rows(X, self.target_sum_)
         self.gene_mean_, self.gene_std_ = _scale_statistics(L)
         self.membership_ = sp.csr_matrix(
             (vals, (rows, cols)), shape=(X.shape[1], len(kept)), dtype=np.float64
@@ -285,11 +285,11 @@ class GeneSetScorePCA(FittedTransform):
         DataFrame ``n_cells x len(set_names_)``.
         """
         X = to_csr(self.prepare(data, layer, allow_missing))
-        raw = self._raw_scores(log1p(_normalize_rows(X, self.target_sum_)))
+        raw = self._raw_scores(log_normalize_rows(X, self.target_sum_))
         index = data.obs_names if isinstance(data, AnnData) else None
         return pd.DataFrame(raw, index=index, columns=self.set_names_)
 
     def _transform(self, X: sp.csr_matrix | np.ndarray) -> np.ndarray:
-        L = log1p(_normalize_rows(to_csr(X), self.target_sum_))
+        L = log_normalize_rows(to_csr(X), self.target_sum_)
         M = (self._raw_scores(L) - self.score_mean_) / self.score_std_
         return (M - self.pca_mean_) @ self.components_.T

@@ -18,7 +18,11 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from scmint.pp._neighbors import EXACT_MAX_CELLS
-from scmint.pp._utils import as_float_matrix, log1p, row_sums, scale_rows, to_csr
+from scmint.pp._utils import (
+    as_float_matrix,
+    log_normalize_rows,
+    to_csr,
+)
 
 Method = Literal["auto", "exact", "pynndescent"]
 
@@ -203,10 +207,7 @@ def mnn_correct(
 
 def _lognorm_scaled(x: sp.csr_matrix, max_value: float = 10.0) -> np.ndarray:
     """normalize_total(1e4) -> log1p -> per-gene z-score clipped at ``max_value`` (dense)."""
-    lib = row_sums(x)
-    inv = np.zeros_like(lib)
-    inv[lib > 0] = 1e4 / lib[lib > 0]
-    y = log1p(scale_rows(x, inv))
+    y = log_normalize_rows(x, 1e4)
     y = y.toarray() if sp.issparse(y) else np.asarray(y)
     mean = y.mean(axis=0)
     std = y.std(axis=0)

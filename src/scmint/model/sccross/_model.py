@@ -21,6 +21,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scmint.data import MuDataSetupMixin
 from scmint.model._base import (
     INFERENCE_BATCH,
+    Cells,
     MultiModalMixin,
     keep_torch_threads,
     resolve_per_modality,
@@ -239,6 +240,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         }
         self.prior_, self.prior_info_ = self._compute_prior(gene_matrices, prior_kwargs)
         classes, class_of_code = self._label_classes()
+        self.classes_ = np.asarray(classes, dtype=object)
         if classifier_weight > 0 and len(classes) < 2:
             raise ValueError(
                 f"classifier_weight={classifier_weight} needs cell-type labels with two or "
@@ -285,14 +287,6 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         self.init_params_["non_kwargs"]["gene_matrices"] = None
 
     # ------------------------------------------------------------------ setup
-    @classmethod
-    def setup_anndata(cls, *args: Any, **kwargs: Any) -> None:
-        """Not supported: SCCROSS reads a padded MuData, see :meth:`setup_mudata`."""
-        raise TypeError(
-            "SCCROSS integrates several modalities: register a padded MuData with "
-            "SCCROSS.setup_mudata(scmint.data.pad_mudata(mdata), batch_key=...)."
-        )
-
     @classmethod
     def _extra_fields(cls, mdata: md.MuData) -> list:
         """Register each cell's row number, to look up its reduced input and prior."""
@@ -663,6 +657,41 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
     def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
         return self._encode_inputs(self._encoder_inputs(x, modality), modality, batch_size)[0]
 
+    @torch.inference_mode()
+    def _logits_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+        z = self._embed_matrix(x, modality, batch_size)
+        logits = self.module.classifier(torch.as_tensor(z, device=self.device))
+        return logits.float().cpu().numpy()
+
+    # ------------------------------------------------------------------ public API hooks
+    _translation_options = ("sample", "library", "batch")
+
+    def _classifier_classes(self) -> np.ndarray:
+        if self.module.classifier is None:
+            raise ValueError(
+                "This SCCROSS has no classifier: it was trained with classifier_weight=0 "
+                "(the default, as published). Set up with labels_key= and pass "
+                "classifier_weight=1.0 to train one, or transfer labels through the "
+                "embedding with scmint.tl.transfer_labels."
+            )
+        return self.classes_
+
+    def _check_translation(self, target: str, batch: str | int | None = None, **_: Any) -> None:
+        self._batch_code(batch)
+
+    def _translate_latent(
+        self,
+        z: np.ndarray,
+        target: str,
+        cells: Cells,
+        batch_size: int | None,
+        sample: bool = False,
+        library: str | float | np.ndarray = "mean",
+        batch: str | int | None = None,
+    ) -> np.ndarray:
+        """``target`` profiles decoded from joint codes ``z`` through ``target``'s aligner."""
+        return self._decode_z(z, target, sample, library, batch, batch_size)
+
     def _embed_pair(self, x, x_perturbed, modality: str, batch_size: int | None = None):
         rep = self._reduce(x, modality)
         graph = self._smoothing_graph(rep) if self.smoothing_neighbors > 0 else None
@@ -707,100 +736,6 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
         return out
 
     # ------------------------------------------------------------------ public API
-    def get_latent_representation(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str = "joint",
-        indices: Sequence[int] | np.ndarray | None = None,
-        give_mean: bool = True,
-        batch_size: int | None = None,
-        missing: Literal["raise", "nan"] = "raise",
-    ) -> np.ndarray:
-        """Joint-space codes ``z`` of cells, from one modality or jointly.
-
-        Parameters
-        ----------
-        mdata
-            None (the registered data), a padded MuData, a MuData holding some of the
-            model's modalities, or an AnnData of one modality (then ``modality`` names
-            it). Features are matched to the reference by name; new cells go through the
-            stored training transforms and are smoothed over their own kNN graph.
-        modality
-            A modality name: each cell's ``z`` mean from that modality. ``"joint"``: the
-            mean over the modalities each cell was measured in.
-        indices
-            Positions of the cells (default all).
-        give_mean
-            Means (the only option; accepted for scvi-tools compatibility).
-        batch_size
-            Cells per forward pass.
-        missing
-            For a modality some cells lack: ``"raise"`` (default) or ``"nan"``.
-
-        Returns
-        -------
-        ``n_cells x n_latent`` float32 array.
-        """
-        return self._latent(mdata, modality, indices, batch_size, missing)
-
-    def translate(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        source: str | None = None,
-        target: str | None = None,
-        indices: Sequence[int] | np.ndarray | None = None,
-        sample: bool = False,
-        library: str | float | np.ndarray = "mean",
-        batch: str | int | None = None,
-        batch_size: int | None = None,
-    ) -> ad.AnnData:
-        """Cross-modal generation: ``target`` profiles of cells measured in ``source``.
-
-        ``x_source -> u_source -> z -> u_target -> p(x_target)``; ``source == target``
-        gives scCross's self-augmentation (reconstruction through the joint space).
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation` (an AnnData is of ``source``).
-        source, target
-            Modalities; the cells must have ``source``.
-        indices
-            Positions of the cells (default all).
-        sample
-            Draw from the likelihood (counts for NB / ZINB) instead of returning its mean.
-        library
-            Library size of the generated profiles (count likelihoods): ``"mean"`` (the
-            target's mean over training cells, as published), a number, or one per cell.
-        batch
-            Batch (name or code) whose scale, bias and dispersion are used (default the
-            first, as published).
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        AnnData of the cells in ``target``'s features (dense float32) with the joint
-        codes in ``obsm["X_sccross"]``.
-        """
-        if source is None or target is None:
-            raise ValueError(f"Name source= and target= modalities (of {self.modalities}).")
-        self._check_modality(source)
-        self._check_modality(target)
-        self._check_if_trained(warn=True)
-        cells = self._cells(mdata, source, indices)
-        self._require(cells, source)
-        z = self._embed_matrix(cells.matrices[source], source, batch_size)
-        x = self._decode_z(z, target, sample, library, batch, batch_size)
-        out = ad.AnnData(
-            X=x,
-            obs=cells.obs.copy(),
-            var=pd.DataFrame(index=self.adata.mod[target].var_names.copy()),
-        )
-        out.obsm[self._latent_key] = z
-        out.uns["sccross_translate"] = {"source": source, "target": target, "sample": sample}
-        return out
-
     def simulate(
         self,
         obs_key: str,
@@ -921,64 +856,6 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
             "seed": seed,
         }
         return out
-
-    def perturb(
-        self,
-        mdata: md.MuData | ad.AnnData | None = None,
-        modality: str | None = None,
-        features: Sequence[str] | str | None = None,
-        factor: float = 1.5,
-        target: str | None = None,
-        indices: Sequence[int] | np.ndarray | None = None,
-        library: str | float | np.ndarray = "mean",
-        batch: str | int | None = None,
-        batch_size: int | None = None,
-    ) -> ad.AnnData:
-        """In-silico perturbation: scale features in count space and re-embed.
-
-        The counts of ``features`` of ``modality`` are multiplied by ``factor`` (scCross:
-        1.5 up, 0.5 down); the perturbed cells are projected with the transforms stored
-        at training time (never refitted) and smoothed over the same kNN graph as the
-        unperturbed cells, then encoded into the joint space.
-
-        Parameters
-        ----------
-        mdata
-            As in :meth:`get_latent_representation` (an AnnData is of ``modality``).
-        modality
-            Modality whose features are perturbed; the cells must have it.
-        features
-            Feature names of ``modality``.
-        factor
-            Multiplier of the counts (1.5).
-        target
-            Optional modality whose translated profile (means, see :meth:`translate`)
-            is compared before and after.
-        indices
-            Positions of the cells (default all).
-        library, batch
-            Of the translated profiles, as in :meth:`translate`.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        AnnData of the cells with ``obs["shift_norm"]``, ``obsm["X_sccross"]`` and
-        ``obsm["X_sccross_perturbed"]`` (joint codes before and after). Without
-        ``target``, ``X`` is the shift in the joint space; with ``target``, the change of
-        the translated ``target`` profile with ``layers["translated"]`` and
-        ``layers["translated_perturbed"]``.
-        """
-        return self._perturb(
-            mdata,
-            modality,
-            features,
-            factor,
-            target,
-            indices,
-            batch_size,
-            translate=lambda z, t: self._decode_z(z, t, False, library, batch, batch_size),
-        )
 
     @classmethod
     def load(cls, dir_path: str, adata: md.MuData | None = None, **kwargs: Any) -> SCCROSS:
