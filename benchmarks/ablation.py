@@ -1,6 +1,6 @@
 """Run an ablation study (one method, several switch settings) into benchmarks/ablations.csv.
 
-Every variant is one :func:`scmint.benchmark.run_benchmark` run (own process, same
+Every variant is one :func:`harness.run_benchmark` run (own process, same
 split and seed) whose row gets a ``variant`` column; ``benchmarks/render.py`` shows the
 latest row of each variant in ``BENCHMARKS.md``.
 
@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# the harness is the package benchmarks/harness (not installed): import it from here
+sys.path.insert(0, str(HERE))
 
 #: Default variants per method: Con-AAE's ablation (its Table 1) with each loss switched off;
 #: CLUE's choices the issue leaves to the benchmark (joint rule, alignment form) and its
@@ -70,7 +73,7 @@ def _variant(text: str) -> tuple[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    from scmint.benchmark import METHODS, PROTOCOLS, append_row, run_benchmark
+    from harness import METHODS, PROTOCOLS, append_row, run_benchmark
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", required=True, choices=sorted(METHODS))

@@ -8,13 +8,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# the harness is the package benchmarks/harness (not installed): import it from here
+sys.path.insert(0, str(HERE))
 
 
 def main(argv: list[str] | None = None) -> None:
-    from scmint.benchmark import render
+    from harness import render
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(HERE / "results.csv"))

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# the harness is the package benchmarks/harness (not installed): import it from here
+sys.path.insert(0, str(HERE))
 
 
 def _param(text: str) -> tuple[str, object]:
@@ -27,7 +30,7 @@ def _param(text: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from scmint.benchmark import METHODS, PROTOCOLS, run_benchmark
+    from harness import METHODS, PROTOCOLS, run_benchmark
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", required=True, choices=sorted(METHODS))

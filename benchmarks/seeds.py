@@ -1,6 +1,6 @@
 """Run scmint's models over several seeds into benchmarks/seeds.csv (seed stability).
 
-Every run is one :func:`scmint.benchmark.run_benchmark` (own process, the protocol's
+Every run is one :func:`harness.run_benchmark` (own process, the protocol's
 fixed split, only the training seed changes); each row is appended as soon as the run
 ends, so an interrupted sweep keeps what it finished (``--resume`` skips those).
 ``benchmarks/render.py`` renders the "Seed stability" table of ``BENCHMARKS.md`` from
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 HERE = Path(__file__).resolve().parent
+# the harness is the package benchmarks/harness (not installed): import it from here
+sys.path.insert(0, str(HERE))
 
 #: Models, each in its main protocol (P1: every model supports it; CONAAE adds its
 #: anchor loss there).
@@ -84,7 +87,7 @@ def append_row(row: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    from scmint.benchmark import run_benchmark
+    from harness import run_benchmark
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", action="append", choices=sorted(METHODS), default=[])

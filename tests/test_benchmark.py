@@ -1,15 +1,21 @@
-"""Fast tests of the benchmark harness (scmint.benchmark) and the CCA baseline."""
+"""Fast tests of the benchmark harness (benchmarks/harness) and the CCA baseline."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
 
-from scmint.benchmark import (
+# the harness is the package benchmarks/harness of the repository, not installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from harness import (  # noqa: E402
     FIELDS,
     append_row,
+    dataset_info,
     dataset_path,
     get_method,
     make_split,
@@ -202,7 +208,7 @@ def test_render_ablation_section(tmp_path):
 
 
 def test_data_dir_env_override(monkeypatch, tmp_path):
-    from scmint.benchmark import data_dir, load_dataset
+    from harness import data_dir, load_dataset
 
     monkeypatch.setenv("SCMINT_DATA_DIR", str(tmp_path))
     assert data_dir() == tmp_path.resolve()
@@ -234,7 +240,7 @@ def _oracle(split, shuffle=False, space="counts"):
 
 @pytest.mark.parametrize("space", ["counts", "lognorm"])
 def test_score_translation_oracle_is_one_and_beats_baseline(cite_p1, space):
-    from scmint.benchmark import TRANSLATION_KEYS, score_translation
+    from harness import TRANSLATION_KEYS, score_translation
 
     scores, seconds = score_translation(cite_p1, _oracle(cite_p1, space=space))
     assert set(scores) == set(TRANSLATION_KEYS) and seconds >= 0
@@ -245,7 +251,7 @@ def test_score_translation_oracle_is_one_and_beats_baseline(cite_p1, space):
 
 
 def test_score_translation_shuffled_is_near_zero_per_feature(cite_p1):
-    from scmint.benchmark import score_translation
+    from harness import score_translation
 
     scores, _ = score_translation(cite_p1, _oracle(cite_p1, shuffle=True))
     for tag in ("a_to_b", "b_to_a"):
@@ -258,7 +264,7 @@ def test_score_translation_shuffled_is_near_zero_per_feature(cite_p1):
 
 def test_score_translation_follows_p2_pairs():
     """P2 shuffles modality b: the scorer must compare each prediction with its true pair."""
-    from scmint.benchmark import score_translation
+    from harness import score_translation
 
     _need("bmmc_multiome_starter")
     split = make_split("bmmc_multiome_starter", "P2")
@@ -269,7 +275,7 @@ def test_score_translation_follows_p2_pairs():
 
 
 def test_score_translation_missing_direction_and_no_translator(cite_p1):
-    from scmint.benchmark import TRANSLATION_KEYS, score_translation
+    from harness import TRANSLATION_KEYS, score_translation
 
     oracle = _oracle(cite_p1)
     a, _ = cite_p1.modalities
@@ -288,7 +294,7 @@ def test_score_translation_missing_direction_and_no_translator(cite_p1):
 
 
 def test_sccross_translates_query_cells(cite_p1):
-    from scmint.benchmark import score_translation
+    from harness import score_translation
 
     result = run_method("sccross", cite_p1, max_epochs=2)
     a, b = cite_p1.modalities
@@ -304,7 +310,7 @@ def test_sccross_translates_query_cells(cite_p1):
     ("method", "dataset"), [("totalvi", "bmmc_cite_starter"), ("multivi", "bmmc_multiome_starter")]
 )
 def test_scvi_peers_translate(method, dataset):
-    from scmint.benchmark import score_translation
+    from harness import score_translation
 
     _need(dataset)
     split = make_split(dataset, "P1")
@@ -316,7 +322,7 @@ def test_scvi_peers_translate(method, dataset):
 
 
 def test_sccross_gene_prior_from_links(snare, bmmc_multiome):
-    from scmint.benchmark._methods import sccross_gene_matrices
+    from harness._methods import sccross_gene_matrices
 
     _need("snare_mouse_cortex")
     split = make_split("snare_mouse_cortex", "P1")
@@ -355,7 +361,7 @@ def test_old_rows_without_translation_render(tmp_path):
 
 @pytest.mark.parametrize(("method", "space"), [("conaae", "lognorm"), ("minnet", "counts")])
 def test_scmint_models_translate(cite_p1, method, space):
-    from scmint.benchmark import score_translation
+    from harness import score_translation
 
     train = {"early_stopping": False, "enable_progress_bar": False}
     result = run_method(method, cite_p1, max_epochs=2, train_kwargs=train)
@@ -368,7 +374,7 @@ def test_scmint_models_translate(cite_p1, method, space):
 
 def test_conaae_clr_target_is_not_scored(cite_p1):
     """CONAAE's CLR output is not log1p(x / rowsum * 1e4): that direction is left out."""
-    from scmint.benchmark import score_translation
+    from harness import score_translation
 
     train = {"early_stopping": False, "enable_progress_bar": False}
     result = run_method(
@@ -377,3 +383,65 @@ def test_conaae_clr_target_is_not_scored(cite_p1):
     scores, _ = score_translation(cite_p1, result.translate)
     assert np.isnan(scores["translation_cell_corr_a_to_b"])  # rna -> adt (CLR)
     assert np.isfinite(scores["translation_cell_corr_b_to_a"])  # adt -> rna (log)
+
+
+def test_conaae_registration(_bmmc_cite):
+    method = get_method("conaae")
+    assert method.protocols == ("P1", "P2", "P3") and not method.peer
+    assert "anchor" in method.notes
+    # P1: paired reference, so the anchor loss is on; query cells one modality at a time
+    name = "bmmc_cite_starter"
+    split = make_split(_bmmc_cite.copy(), "P1", info={**dataset_info(name), "name": name})
+    result = run_method(
+        "conaae",
+        split,
+        max_epochs=2,
+        train_kwargs={"early_stopping": False, "enable_progress_bar": False},
+    )
+    assert result.params["anchor_weight"] == 0.1
+    assert result.embeddings["adt"].shape == (split.query["adt"].n_obs, 50)
+
+
+@pytest.mark.parametrize(
+    ("name", "protocol"),
+    [("bmmc_cite_starter", "P1"), ("bmmc_multiome_starter", "P2"), ("pbmc_mosaic", "P3")],
+)
+def test_model_tests_use_the_harness_splits(name, protocol):
+    """tests/_splits.py (the model tests' splits) builds the harness' splits exactly."""
+    import _splits
+
+    _need(name)
+    ours, theirs = _splits.make_split(name, protocol), make_split(name, protocol)
+    assert _splits.DATASETS[name] == {
+        k: v for k, v in dataset_info(name).items() if k in _splits.DATASETS[name]
+    }
+    assert (ours.modalities, ours.n_cells) == (theirs.modalities, theirs.n_cells)
+    for m in theirs.modalities:
+        assert (ours.train.mod[m].obs_names == theirs.train.mod[m].obs_names).all()
+        assert (ours.query[m].obs_names == theirs.query[m].obs_names).all()
+        assert (ours.query[m].var_names == theirs.query[m].var_names).all()
+        assert (ours.query[m].X != theirs.query[m].X).nnz == 0
+    if theirs.pairs is None:
+        assert ours.pairs is None
+    else:
+        for mine, ref in zip(ours.pairs, theirs.pairs, strict=True):
+            np.testing.assert_array_equal(mine, ref)
+
+
+def test_translation_space_is_read_from_the_models():
+    """The harness asks each model class what space its ``translate`` returns."""
+    from harness._methods import translation_space
+    from scmint.model import CLUE, CONAAE, MINNET, SCCROSS
+
+    assert {c.__name__: c.translation_space for c in (MINNET, SCCROSS, CLUE, CONAAE)} == {
+        "MINNET": "counts",
+        "SCCROSS": "counts",
+        "CLUE": "counts",
+        "CONAAE": "lognorm",
+    }
+
+    class Declared:
+        translation_space = "counts"
+
+    assert translation_space(Declared(), "adt") == "counts"
+    assert translation_space(object(), "adt") is None

@@ -1,12 +1,18 @@
 """The scglue CLUE peer adapter (skipped when scglue is not installed)."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 pytest.importorskip("scglue")
 
-from scmint.benchmark import make_split, scored_arrays  # noqa: E402
-from scmint.benchmark._scglue_clue import _epoch_schedule, fit_scglue_clue  # noqa: E402
+# the harness is the package benchmarks/harness of the repository, not installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from harness import make_split, scored_arrays  # noqa: E402
+from harness._scglue_clue import _epoch_schedule, fit_scglue_clue  # noqa: E402
 from scmint.metrics import foscttm  # noqa: E402
 
 

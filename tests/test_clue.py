@@ -9,8 +9,7 @@ import scvi
 import torch
 
 import scmint
-from scmint.benchmark import make_split, score_split
-from scmint.benchmark._methods import fit_scmint_model
+from _splits import fit_model, make_split, score_split
 from scmint.data import data_key, mask_key
 from scmint.metrics import foscttm, label_transfer_accuracy
 from scmint.model import CLUE
@@ -25,7 +24,7 @@ QUIET = {"enable_progress_bar": False}
 
 def _fit(split, epochs: int, **kwargs):
     train = {"early_stopping": False, **QUIET}
-    return fit_scmint_model(split, "CLUE", max_epochs=epochs, train_kwargs=train, **kwargs)
+    return fit_model(split, CLUE, max_epochs=epochs, train_kwargs=train, **kwargs)
 
 
 def _lognorm(x) -> np.ndarray:

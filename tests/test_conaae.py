@@ -10,7 +10,7 @@ import scvi
 import torch
 
 import scmint
-from scmint.benchmark import dataset_info, get_method, make_split, run_method
+from _splits import make_split
 from scmint.model import CONAAE
 from scmint.model.conaae import CONAAEModule, batch_hard_triplet_loss, mmd_rbf
 from scmint.nn import (
@@ -40,7 +40,7 @@ SHORT = {**TRAIN, "max_epochs": 3}
 
 def _p2(mdata: md.MuData, name: str):
     """Benchmark protocol P2: every cell becomes two unpaired, renamed cells."""
-    split = make_split(mdata, "P2", info={**dataset_info(name), "name": name})
+    split = make_split(mdata, "P2", name=name)
     padded = scmint.data.pad_mudata(split.train)
     return split, padded
 
@@ -492,23 +492,6 @@ def test_bad_inputs(bmmc_cite, multiome):
     q.X[2, 5] = np.inf
     with pytest.raises(ValueError, match="NaN or infinite"):
         model.get_latent_representation(q, modality="atac")
-
-
-def test_benchmark_registration(_bmmc_cite):
-    method = get_method("conaae")
-    assert method.protocols == ("P1", "P2", "P3") and not method.peer
-    assert "anchor" in method.notes
-    # P1: paired reference, so the anchor loss is on; query cells one modality at a time
-    name = "bmmc_cite_starter"
-    split = make_split(_bmmc_cite.copy(), "P1", info={**dataset_info(name), "name": name})
-    result = run_method(
-        "conaae",
-        split,
-        max_epochs=2,
-        train_kwargs={"early_stopping": False, "enable_progress_bar": False},
-    )
-    assert result.params["anchor_weight"] == 0.1
-    assert result.embeddings["adt"].shape == (split.query["adt"].n_obs, 50)
 
 
 def test_plan_options_train():

@@ -224,7 +224,7 @@ def test_two_stage_training_and_p2_alignment(simulated):
 
 def test_label_classifier_aligns_unpaired_multiome_without_prior():
     """P2 on the BMMC multiome starter: no shared genes, so no MNN prior; labels align."""
-    from scmint.benchmark import make_split, scored_arrays
+    from _splits import make_split, scored_arrays
 
     split = make_split("bmmc_multiome_starter", "P2")
     padded = scmint.data.pad_mudata(split.train)

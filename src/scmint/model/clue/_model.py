@@ -55,6 +55,9 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
     Cells that lack a modality (the padded MuData's indicators) take no part in the terms
     that need it: no random stand-in profile is drawn, unlike the published code.
 
+    Translation (:meth:`translate`) returns the target decoder's mean, on the count scale
+    for count likelihoods: ``translation_space = "counts"``.
+
     Deviations from the published code, all documented where they apply: count
     likelihoods use the observed library size of the profile they score, and
     cross-modal predictions a library chosen by the user, instead of a library size
@@ -112,6 +115,9 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
     _module_cls = CLUEModule
     _training_plan_cls = GeneratorDiscriminatorPlan
     _latent_key = "X_clue"
+    #: Space of :meth:`translate`'s output: ``"counts"``, counts or count-scale means
+    #: (compared after ``log1p(x / rowsum * 1e4)``); ``"lognorm"`` would be that already.
+    translation_space = "counts"
     _count_modalities_default = "all"
 
     def __init__(

@@ -100,6 +100,12 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
     and tens of thousands of features fit on one GPU; ``n_hidden="input"`` reproduces
     the published widths.
 
+    **Translation.** :meth:`translate` decodes into the target's standardised space and,
+    with ``scale="normalized"`` (default), undoes the standardisation: a target
+    normalised with ``"log"`` comes back as ``log1p(x / library * target_sum)``
+    (``translation_space = "lognorm"`` for the default ``target_sum=1e4``; see
+    :meth:`translation_space_of`).
+
     Parameters
     ----------
     mdata
@@ -161,6 +167,35 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
     _module_cls = CONAAEModule
     _training_plan_cls = GeneratorDiscriminatorPlan
     _latent_key = "X_conaae"
+    #: Space of :meth:`translate`'s output with the defaults (``scale="normalized"``,
+    #: ``normalization="log"``, ``target_sum=1e4``): ``"lognorm"``, that is
+    #: ``log1p(x / library * 1e4)``; for other settings see :meth:`translation_space_of`.
+    translation_space = "lognorm"
+
+    def translation_space_of(self, target: str, scale: Scale = "normalized") -> str | None:
+        """Space of ``translate(..., target=target, scale=scale)``'s output.
+
+        Parameters
+        ----------
+        target
+            Target modality.
+        scale
+            The ``scale`` option of :meth:`translate`.
+
+        Returns
+        -------
+        str or None
+            :attr:`translation_space` (``"lognorm"``) for ``scale="normalized"`` and a
+            target normalised with ``"log"`` at ``target_sum=1e4``; ``None`` otherwise
+            (another ``target_sum``, CLR, the values as registered with
+            ``normalization="none"``, or the standardised space of
+            ``scale="standardized"``).
+        """
+        self._check_scale(scale)
+        if scale != "normalized" or self.normalization.get(target) != "log":
+            return None
+        target_sum = float(self.module.scalers[target].target_sum)
+        return self.translation_space if target_sum == 1e4 else None
 
     def __init__(
         self,

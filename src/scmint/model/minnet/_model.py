@@ -63,6 +63,10 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
     the training cells and stored in ``scalers_``, so new and perturbed cells are
     transformed exactly like the training cells.
 
+    Translation (:meth:`translate`) averages the registered target values of the nearest
+    reference cells in the embedding, so it returns counts for count data:
+    ``translation_space = "counts"``.
+
     Parameters
     ----------
     mdata
@@ -125,6 +129,9 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
 
     _labels_required = True
     _latent_key = "X_minnet"
+    #: Space of :meth:`translate`'s output: ``"counts"``, counts or count-scale means
+    #: (compared after ``log1p(x / rowsum * 1e4)``); ``"lognorm"`` would be that already.
+    translation_space = "counts"
     _module_cls = MINNETModule
     _training_plan_cls = SiameseTrainingPlan
     _data_module_cls = SiameseDataModule

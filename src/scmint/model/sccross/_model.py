@@ -94,6 +94,9 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
     FOSCTTM fell from 0.31 to 0.13 on the CITE-seq starter and from 0.50 to 0.48 on the
     Multiome starter. ``pairing_weight=0`` reproduces the published model.
 
+    Translation (:meth:`translate`) returns the target decoder's mean, on the count scale
+    for count likelihoods: ``translation_space = "counts"``.
+
     Parameters
     ----------
     mdata
@@ -175,6 +178,9 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
     _module_cls = SCCROSSModule
     _training_plan_cls = GeneratorDiscriminatorPlan
     _latent_key = "X_sccross"
+    #: Space of :meth:`translate`'s output: ``"counts"``, counts or count-scale means
+    #: (compared after ``log1p(x / rowsum * 1e4)``); ``"lognorm"`` would be that already.
+    translation_space = "counts"
     _count_modalities_default = "all"
 
     def __init__(

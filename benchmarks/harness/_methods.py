@@ -17,45 +17,7 @@ import pandas as pd
 from scipy import sparse
 
 from ._protocols import Split
-
-#: ``translate(source, target) -> (prediction, space) | None``; see :class:`MethodResult`.
-Translator = Callable[[str, str], "tuple[Any, str] | None"]
-
-
-@dataclass
-class MethodResult:
-    """Output of one method on one split.
-
-    Attributes
-    ----------
-    embeddings
-        Per modality, one row per cell of ``split.query[modality]``, each computed from
-        that modality's profile alone.
-    n_epochs
-        Training epochs actually run (``None`` for closed-form methods).
-    train_time_s, inference_time_s
-        Wall time of training and of embedding the scored cells.
-    params
-        Hyperparameters worth recording (go into the results row as JSON).
-    translate
-        ``None`` when the method does not translate between modalities. Otherwise
-        ``translate(source, target)`` returns ``(prediction, space)`` or ``None`` (no
-        translation in that direction): ``prediction`` holds one row per cell of
-        ``split.query[source]``, in ``target``'s features (the order of
-        ``split.train.mod[target].var_names``), predicted from the cell's ``source``
-        profile alone; ``space`` is ``"counts"`` (counts or count-scale means: the
-        scorer applies ``log1p(x / rowsum * 1e4)``) or ``"lognorm"`` (already that).
-        The runner calls it after the embeddings, so its time and memory are recorded
-        apart from training and embedding (see :func:`~scmint.benchmark.score_translation`).
-    """
-
-    embeddings: dict[str, np.ndarray]
-    n_epochs: int | None
-    train_time_s: float
-    inference_time_s: float
-    params: dict = field(default_factory=dict)
-    translate: Translator | None = None
-
+from ._result import MethodResult, Translator
 
 MethodFn = Callable[..., MethodResult]
 
@@ -190,7 +152,7 @@ def run_method(name: str, split: Split, **kwargs) -> MethodResult:
     name
         Registry key.
     split
-        The split (see :func:`~scmint.benchmark.make_split`).
+        The split (see :func:`~harness.make_split`).
     **kwargs
         Passed to the method (``max_epochs``, ``seed``, hyperparameters).
 
@@ -544,10 +506,10 @@ def fit_scmint_model(
     ``pad_mudata(split.train)`` -> ``Model.setup_mudata(...)`` -> ``Model(mdata,
     **model_kwargs).train(max_epochs=...)`` -> ``get_latent_representation(
     split.query[m], modality=m)`` for each modality (one modality alone per call).
-    Models with a ``translate`` method whose output space is known (see
-    :data:`TRANSLATE_SPACE`) also get a translator: ``translate(split.query[source],
-    source=..., target=...)``. The training time includes building the model (input
-    transforms, priors) and training.
+    Models with a ``translate`` method whose output space is known (the model's
+    ``translation_space``, see :func:`translation_space`) also get a translator:
+    ``translate(split.query[source], source=..., target=...)``. The training time
+    includes building the model (input transforms, priors) and training.
 
     Parameters
     ----------
@@ -628,32 +590,18 @@ def fit_scmint_model(
     )
 
 
-#: Space of each scmint model's ``translate`` output (see the models' docstrings):
-#: SCCROSS decodes negative-binomial means (counts scale, at the mean training library
-#: size), MINNET averages the registered target values (counts) of reference
-#: neighbours, CONAAE undoes its standardisation into ``log1p(x / library * 1e4)``.
-TRANSLATE_SPACE = {"SCCROSS": "counts", "MINNET": "counts", "CONAAE": "lognorm", "CLUE": "counts"}
+def translation_space(net, target: str) -> str | None:
+    """Space of ``net.translate(..., target=target)``'s output, from the model itself.
 
-
-def _init_param(net, name: str, default: Any) -> Any:
-    """A constructor argument of a trained scvi-tools model (``default`` if unknown)."""
-    params = getattr(net, "init_params_", None) or {}
-    for group in ("non_kwargs", "kwargs"):
-        values = params.get(group) or {}
-        if name in values:
-            return values[name]
-    return default
-
-
-def _space_of(net, target: str) -> str | None:
-    """Space of ``net.translate(..., target=target)``, or ``None`` if not comparable."""
-    space = TRANSLATE_SPACE.get(type(net).__name__)
-    if space != "lognorm":
-        return space
-    # CONAAE: comparable only in its default log normalisation to 1e4 per cell
-    norm = getattr(net, "normalization", {}).get(target)
-    target_sum = _init_param(net, "target_sum", 1e4)
-    return space if norm == "log" and float(target_sum) == 1e4 else None
+    The model's ``translation_space_of(target)`` where it has one (CONAAE: the space
+    depends on the target's normalisation), else its class attribute
+    ``translation_space`` (``"counts"`` or ``"lognorm"``, see
+    :class:`~harness.MethodResult`); ``None``: not comparable, or not declared.
+    """
+    space_of = getattr(net, "translation_space_of", None)
+    if callable(space_of):
+        return space_of(target)
+    return getattr(type(net), "translation_space", None)
 
 
 def scmint_translator(net, split: Split) -> Translator | None:
@@ -669,14 +617,15 @@ def scmint_translator(net, split: Split) -> Translator | None:
     Returns
     -------
     Translator or None
-        ``translate(source, target) -> (prediction, space)``; ``None`` for a model
-        without ``translate`` or with an output space not in :data:`TRANSLATE_SPACE`.
+        ``translate(source, target) -> (prediction, space)`` (``None`` for a direction
+        whose output space is not comparable, see :func:`translation_space`); ``None``
+        for a model without ``translate`` or without a ``translation_space``.
     """
-    if not hasattr(net, "translate") or type(net).__name__ not in TRANSLATE_SPACE:
+    if not hasattr(net, "translate") or getattr(type(net), "translation_space", None) is None:
         return None
 
     def translate(source: str, target: str) -> tuple[Any, str] | None:
-        space = _space_of(net, target)
+        space = translation_space(net, target)
         if space is None:
             return None
         out = net.translate(split.query[source], source=source, target=target)
@@ -744,7 +693,7 @@ def sccross_gene_matrices(split: Split) -> dict | None:
     ----------
     split
         A split of an RNA + ATAC dataset; ``split.extra["gene_peak_links"]`` (set by
-        :func:`~scmint.benchmark.make_split` when the dataset ships a genes x peaks
+        :func:`~harness.make_split` when the dataset ships a genes x peaks
         matrix, e.g. SNARE-seq's ``gene_peak_prior.npz``) names the links file.
 
     Returns

@@ -1,8 +1,15 @@
 """Benchmark harness: datasets, protocols P1/P2/P3, method registry, runner, rendering.
 
+Not part of the installed ``scmint`` package: the package ``benchmarks/harness/`` of the
+repository. The scripts of ``benchmarks/`` put their folder on ``sys.path`` and
+``import harness``; so do the harness tests (``tests/test_benchmark*.py``). The peer
+methods' optional dependencies: ``pip install scmint[peers]``.
+
 Examples
 --------
->>> from scmint.benchmark import make_split, run_method, score_split
+>>> import sys
+>>> sys.path.insert(0, "benchmarks")  # from the repository root
+>>> from harness import make_split, run_method, score_split
 >>> split = make_split("bmmc_cite_starter", "P1")
 >>> result = run_method("cca", split)
 >>> scores = score_split(split, result.embeddings)
@@ -17,7 +24,6 @@ From the shell (method in its own process, one row appended to the results CSV):
 from ._datasets import DATASETS, data_dir, dataset_info, dataset_path, load_dataset
 from ._methods import (
     METHODS,
-    TRANSLATE_SPACE,
     Method,
     MethodResult,
     get_method,
@@ -43,7 +49,6 @@ __all__ = [
     "METHODS",
     "PROTOCOLS",
     "SCORE_KEYS",
-    "TRANSLATE_SPACE",
     "TRANSLATION_KEYS",
     "Method",
     "MethodResult",

@@ -39,12 +39,16 @@ DATASETS: dict[str, dict] = {
 }
 
 
+#: The repository holding this harness (``<repo>/benchmarks/harness/``).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 def data_dir() -> Path:
     """Directory holding the shared datasets.
 
     ``$SCMINT_DATA_DIR`` when set; otherwise ``shared/data`` beside the repository
-    (``<repo>/../shared/data``), falling back to ``../shared/data`` relative to the
-    working directory.
+    (``<repo>/../shared/data``, found from this file's location in
+    ``<repo>/benchmarks/harness/``).
 
     Returns
     -------
@@ -54,11 +58,7 @@ def data_dir() -> Path:
     env = os.environ.get("SCMINT_DATA_DIR")
     if env:
         return Path(env).expanduser().resolve()
-    repo = Path(__file__).resolve().parents[3]
-    candidate = repo.parent / "shared" / "data"
-    if candidate.is_dir():
-        return candidate
-    return (Path.cwd().parent / "shared" / "data").resolve()
+    return REPO_ROOT.parent / "shared" / "data"
 
 
 def dataset_path(name: str) -> Path:

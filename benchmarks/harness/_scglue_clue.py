@@ -1,7 +1,7 @@
 """Peer adapter: the published CLUE model (``scglue.models.SCCLUEModel``) on a benchmark split.
 
 CLUE (cross-linked unified embedding) was published inside the ``scglue`` package
-(marked experimental there). This module trains it on a :class:`~scmint.benchmark.Split`
+(marked experimental there). This module trains it on a :class:`~harness.Split`
 through scglue's public API only, and embeds the scored cells one modality at a time.
 
 What the adapter does, step by step:
@@ -72,8 +72,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ._methods import MethodResult
 from ._protocols import Split
+from ._result import MethodResult
 
 #: Likelihood (scglue ``prob_model``) of each feature kind.
 PROB_MODELS = {"rna": "NB", "protein": "NB", "atac": "NB"}

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..metrics import SCORE_KEYS
+from scmint.metrics import SCORE_KEYS
+
+from ._datasets import REPO_ROOT
 from ._protocols import TRANSLATION_KEYS
 
 #: Columns of ``benchmarks/results.csv``, in order.
@@ -47,8 +49,6 @@ FIELDS = (
     "git_commit",
     "params",
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _pkg_version(name: str) -> str:
@@ -222,7 +222,7 @@ def run_benchmark(
     The method runs in a spawned process so that its peak resident memory
     (``VmHWM``) is its own; the scores are computed here from the embeddings it
     saves. A method that translates between modalities is scored in that process too
-    (:func:`~scmint.benchmark.score_translation`), after its peak memory of training
+    (:func:`~harness.score_translation`), after its peak memory of training
     and embedding has been read; ``translation_time_s`` and
     ``translation_peak_memory_mb`` (the process's peak including translation) are its
     cost.
@@ -230,7 +230,7 @@ def run_benchmark(
     Parameters
     ----------
     method
-        Registered method name (see :data:`~scmint.benchmark.METHODS`).
+        Registered method name (see :data:`~harness.METHODS`).
     dataset
         Dataset name.
     protocol

@@ -196,12 +196,12 @@ def make_split(dataset: str | md.MuData, protocol: str, info: dict | None = None
     Parameters
     ----------
     dataset
-        Dataset name (read with :func:`~scmint.benchmark.load_dataset`), or a MuData
+        Dataset name (read with :func:`~harness.load_dataset`), or a MuData
         together with ``info``.
     protocol
         ``"P1"``, ``"P2"`` or ``"P3"``.
     info
-        Modalities / kinds / keys (see :data:`~scmint.benchmark.DATASETS`); needed
+        Modalities / kinds / keys (see :data:`~harness.DATASETS`); needed
         only when ``dataset`` is a MuData.
 
     Returns
@@ -343,7 +343,7 @@ def score_translation(split: Split, translate) -> tuple[dict[str, float], float]
         The split (needs true pairs: P1 or P2).
     translate
         ``translate(source, target) -> (prediction, space) | None`` (see
-        :class:`~scmint.benchmark.MethodResult`), or ``None``.
+        :class:`~harness.MethodResult`), or ``None``.
 
     Returns
     -------

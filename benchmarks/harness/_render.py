@@ -577,7 +577,7 @@ def render(
     Parameters
     ----------
     results
-        The CSV written by :func:`~scmint.benchmark.run_benchmark`.
+        The CSV written by :func:`~harness.run_benchmark`.
     output
         Markdown file to write. Text between ``<!-- notes:start -->`` and
         ``<!-- notes:end -->`` in an existing file is kept.
