@@ -89,6 +89,13 @@ def resolve_normalization(
     return resolve_per_modality("normalization", normalization, modalities, NORMALIZATIONS, default)
 
 
+def check_positive_int(**values: Any) -> None:
+    """Raise unless each named value is a positive integer (``bool`` is refused)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
 def make_feature_scaler(norm: str, target_sum: float, max_value: float | None) -> FeatureScaler:
     """The (unfitted) :class:`~scmint.pp.FeatureScaler` of a normalisation name."""
     if norm == "log":

@@ -10,6 +10,7 @@ from ._blocks import (
     MLP,
     FeatureScalerLayer,
     ModalityDiscriminator,
+    OptionalHeadsMixin,
     SafeBatchNorm1d,
     frozen_batch_norm_stats,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "GaussianEncoder",
     "GaussianLinear",
     "ModalityDiscriminator",
+    "OptionalHeadsMixin",
     "SafeBatchNorm1d",
     "cross_entropy_gan_loss",
     "labelled_cross_entropy",

@@ -288,3 +288,26 @@ class FeatureScalerLayer(nn.Module):
     def inverse(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the standardisation: back to the normalised (e.g. log1p) scale."""
         return x * self.std + self.mean
+
+
+class OptionalHeadsMixin:
+    """``classify`` and ``discriminator_parameters`` of a module with optional heads.
+
+    For modules whose ``classifier`` (cell-type logits) and ``discriminator``
+    (modality adversary) are ``None`` when their loss weight is 0.
+    """
+
+    classifier: nn.Module | None
+    discriminator: nn.Module | None
+
+    def classify(self, z: torch.Tensor) -> torch.Tensor:
+        """Class logits of embeddings (needs a classifier)."""
+        if self.classifier is None:
+            raise RuntimeError("This module has no classifier (no classes, or weight 0).")
+        return self.classifier(z)
+
+    def discriminator_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the modality discriminator (none when adversarial is off)."""
+        if self.discriminator is None:
+            return iter(())
+        return self.discriminator.parameters()

@@ -19,6 +19,7 @@ from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
     MultiModalMixin,
+    check_positive_int,
     keep_torch_threads,
     make_feature_scaler,
     resolve_per_modality,
@@ -143,9 +144,7 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
     ) -> None:
         super().__init__(mdata)
         mods = self.modalities
-        for name, value in (("n_latent", n_latent), ("n_hidden", n_hidden), ("n_layers", n_layers)):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive_int(n_latent=n_latent, n_hidden=n_hidden, n_layers=n_layers)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
         if joint not in JOINT_RULES:

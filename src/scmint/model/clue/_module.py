@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -18,6 +18,7 @@ from scmint.nn import (
     FeatureScalerLayer,
     GaussianEncoder,
     ModalityDiscriminator,
+    OptionalHeadsMixin,
     labelled_cross_entropy,
 )
 from scmint.nn._adversarial import cross_entropy_gan_loss
@@ -105,7 +106,7 @@ class CLUEDecoder(nn.Module):
         return self.head(self.body(u, b), b, library)
 
 
-class CLUEModule(BaseModuleClass):
+class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
     """Cross-linked variational autoencoders for modality-incomplete multi-omics (CLUE).
 
     **Encoders.** For ``K`` modalities, each source modality ``k`` has a
@@ -308,18 +309,6 @@ class CLUEModule(BaseModuleClass):
     ) -> Distribution:
         """``p(x_modality | block of u)`` for full embeddings ``u`` (``K * d`` columns)."""
         return self.decoders[modality](self.block(u, modality), batch_index, library)
-
-    def classify(self, u: torch.Tensor) -> torch.Tensor:
-        """Class logits of embeddings (needs a classifier)."""
-        if self.classifier is None:
-            raise RuntimeError("This module has no classifier (no classes, or weight 0).")
-        return self.classifier(u)
-
-    def discriminator_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the modality discriminator (none when adversarial is off)."""
-        if self.discriminator is None:
-            return iter(())
-        return self.discriminator.parameters()
 
     def combine(
         self, loc: torch.Tensor, scale: torch.Tensor, mask: torch.Tensor, sample: bool

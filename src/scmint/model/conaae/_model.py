@@ -17,6 +17,7 @@ from scmint.model._base import (
     Cells,
     MultiModalMixin,
     Normalization,
+    check_positive_int,
     resolve_normalization,
 )
 from scmint.nn._adversarial import ADVERSARIAL_LOSSES, AdversarialLoss
@@ -227,8 +228,7 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
             raise ValueError(
                 f"supervision must be 'labels', 'batch' or 'none', got {supervision!r}."
             )
-        if isinstance(n_latent, bool) or not isinstance(n_latent, int) or n_latent < 1:
-            raise ValueError(f"n_latent must be a positive integer, got {n_latent!r}.")
+        check_positive_int(n_latent=n_latent)
         if not triplet_margin >= 0:
             raise ValueError(f"triplet_margin must be >= 0, got {triplet_margin!r}.")
         weights = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import Literal
 
@@ -17,6 +17,7 @@ from scmint.nn import (
     MLP,
     FeatureScalerLayer,
     ModalityDiscriminator,
+    OptionalHeadsMixin,
     frozen_batch_norm_stats,
     modality_adversarial_loss,
 )
@@ -27,7 +28,7 @@ from ._losses import batch_hard_triplet_loss, mmd_rbf
 ClassSource = Literal["labels", "batch"]
 
 
-class CONAAEModule(BaseModuleClass):
+class CONAAEModule(OptionalHeadsMixin, BaseModuleClass):
     """Coupled deterministic autoencoders with an adversarially aligned latent space.
 
     Every modality ``m`` has an input layer (:class:`~scmint.nn.FeatureScalerLayer`:
@@ -209,18 +210,6 @@ class CONAAEModule(BaseModuleClass):
     def unscale(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """Undo the standardisation of ``modality`` (back to e.g. log1p-normalised)."""
         return self.scalers[modality].inverse(x)
-
-    def classify(self, z: torch.Tensor) -> torch.Tensor:
-        """Class logits of latent codes (needs a classifier)."""
-        if self.classifier is None:
-            raise RuntimeError("This module has no classifier (no classes, or weight 0).")
-        return self.classifier(z)
-
-    def discriminator_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the modality discriminator (none when adversarial is off)."""
-        if self.discriminator is None:
-            return iter(())
-        return self.discriminator.parameters()
 
     # ------------------------------------------------------------------ scvi contract
     def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict:

@@ -22,6 +22,7 @@ from scmint.model._base import (
     Cells,
     MultiModalMixin,
     Normalization,
+    check_positive_int,
     keep_torch_threads,
     resolve_normalization,
 )
@@ -411,8 +412,7 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
         return self.cell_types_
 
     def _check_translation(self, target: str, k: int = 10, **_: Any) -> None:
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}.")
+        check_positive_int(k=k)
 
     def _translate_latent(
         self, z: np.ndarray, target: str, cells: Cells, batch_size: int | None, k: int = 10
@@ -436,8 +436,7 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
         from sklearn.neighbors import NearestNeighbors
 
         z_ref, x_ref = self._reference(target, batch_size)
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}.")
+        check_positive_int(k=k)
         k = min(int(k), z_ref.shape[0])
         idx = NearestNeighbors(n_neighbors=k).fit(z_ref).kneighbors(z, return_distance=False)
         weights = sparse.csr_matrix(

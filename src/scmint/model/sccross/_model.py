@@ -23,6 +23,7 @@ from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
     MultiModalMixin,
+    check_positive_int,
     keep_torch_threads,
     resolve_per_modality,
 )
@@ -212,9 +213,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
     ) -> None:
         super().__init__(mdata)
         mods = self.modalities
-        for name, value in (("n_latent", n_latent), ("n_hidden", n_hidden), ("n_layers", n_layers)):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive_int(n_latent=n_latent, n_hidden=n_hidden, n_layers=n_layers)
         if isinstance(smoothing_neighbors, bool) or smoothing_neighbors < 0:
             raise ValueError(f"smoothing_neighbors must be >= 0, got {smoothing_neighbors!r}.")
         for name, value in (
@@ -809,8 +808,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
             if not (np.isfinite(fold) and fold > 0):
                 raise ValueError(f"fold must be a positive number, got {fold!r}.")
             n_cells = max(1, round(fold * int(in_state.sum())))
-        if isinstance(n_cells, bool) or int(n_cells) < 1:
-            raise ValueError(f"n_cells must be a positive integer, got {n_cells!r}.")
+        check_positive_int(n_cells=n_cells)
         n_cells = int(n_cells)
         locs, scales, libs = [], [], {}
         for m in self.modalities:
