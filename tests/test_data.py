@@ -244,8 +244,12 @@ def test_prepare_query_from_one_modality_anndata(pbmc_mosaic):
     assert (query.obs["has_rna"] == 1).all() and (query.obs["has_adt"] == 0).all()
     assert query["adt"].X.nnz == 0 and query["adt"].var_names.equals(features["adt"])
     assert query.obs["cell_type"].notna().all()
+    inferred = prepare_query_mudata(rna_only, features)  # its gene names say it is RNA
+    assert (inferred.obs["has_rna"] == 1).all() and (inferred["rna"].X != query["rna"].X).nnz == 0
+    unnamed = rna_only.copy()
+    unnamed.var_names = [f"f{i}" for i in range(unnamed.n_vars)]
     with pytest.raises(ValueError, match="modality="):
-        prepare_query_mudata(rna_only, features)
+        prepare_query_mudata(unnamed, features)
     with pytest.raises(KeyError, match="Unknown modality 'atac'"):
         prepare_query_mudata(rna_only, features, modality="atac")
 

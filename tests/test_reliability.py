@@ -229,3 +229,29 @@ def test_sccross_predicts_with_its_classifier(cite):
     assert labels.shape == (mdata.n_obs,) and set(labels) <= set(model.classes_)
     soft = model.predict(modality="adt", soft=True)
     np.testing.assert_allclose(soft.to_numpy().sum(1), 1.0, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- conveniences
+@pytest.mark.parametrize("name", list(MODELS))
+def test_single_modality_query_infers_its_modality(name, trained, cite):
+    model, _ = trained[name]
+    adt = cite["adt"][:30].copy()
+    named = model.get_latent_representation(adt, modality="adt")
+    np.testing.assert_allclose(model.get_latent_representation(adt), named, atol=1e-5)
+    stranger = adt.copy()
+    stranger.var_names = [f"feature{i}" for i in range(adt.n_vars)]
+    with pytest.raises(ValueError, match="do not say which"):
+        model.get_latent_representation(stranger)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_store_embeddings(name, trained, cite):
+    model, _ = trained[name]
+    before = set(model.adata.obsm)
+    out = scmint.tl.store_embeddings(model, copy=True)
+    assert set(model.adata.obsm) == before  # copy=True leaves the model's data alone
+    key = f"X_{name.lower()}"
+    np.testing.assert_allclose(out.obsm[key], model.get_latent_representation(), atol=1e-5)
+    for m in ("rna", "adt"):
+        z = out.obsm[f"{key}_{m}"]
+        assert z.shape == (N_CELLS, model.module.n_latent) and np.isfinite(z).all()

@@ -23,6 +23,33 @@ def _empty_modality(obs_names: pd.Index, features: pd.Index, dtype=np.float32) -
     )
 
 
+def infer_modality(adata: ad.AnnData, reference_features: Mapping[str, pd.Index]) -> str:
+    """The reference modality whose features ``adata``'s feature names clearly belong to.
+
+    A modality is chosen when it holds at least half of ``adata``'s feature names and
+    every other modality less than half as many as it (a few protein names that are also
+    gene names do not make a CITE-seq protein query ambiguous). Otherwise this raises,
+    and the caller must say which with ``modality=``.
+    """
+    names = pd.Index(np.asarray(adata.var_names).astype(str))
+    shared = {
+        m: int(names.isin(pd.Index(np.asarray(f).astype(str))).sum())
+        for m, f in reference_features.items()
+    }
+    best = max(shared, key=shared.get)
+    others = [n for m, n in shared.items() if m != best]
+    if names.size and shared[best] >= 0.5 * names.size and all(
+        n < 0.5 * shared[best] for n in others
+    ):
+        return best
+    found = ", ".join(f"'{m}': {n}" for m, n in shared.items())
+    raise ValueError(
+        f"The query is an AnnData of one modality, and its feature names do not say which "
+        f"(features shared with each modality: {found}). Say which with modality= "
+        f"(one of {list(reference_features)})."
+    )
+
+
 def prepare_query_mudata(
     query: md.MuData | ad.AnnData,
     reference_features: Mapping[str, pd.Index],
@@ -43,7 +70,8 @@ def prepare_query_mudata(
     reference_features
         ``{modality: feature names}`` the model was trained on, in order.
     modality
-        Name of the modality when ``query`` is an AnnData.
+        Name of the modality when ``query`` is an AnnData; default: the one reference
+        modality sharing feature names with it (:func:`infer_modality`).
     layer
         Layer holding the data (one name, or ``{modality: layer}``); None uses ``X``.
         The returned MuData holds the values in ``X``.
@@ -62,10 +90,7 @@ def prepare_query_mudata(
     names = list(reference_features)
     if isinstance(query, ad.AnnData) and not isinstance(query, md.MuData):
         if modality is None:
-            raise ValueError(
-                f"The query is an AnnData of one modality: say which with modality= "
-                f"(one of {names})."
-            )
+            modality = infer_modality(query, reference_features)
         if modality not in reference_features:
             raise KeyError(f"Unknown modality '{modality}': the model has {names}.")
         with warnings.catch_warnings():

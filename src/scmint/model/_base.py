@@ -480,8 +480,10 @@ class MultiModalMixin:
         ----------
         mdata
             None (the registered data), a padded MuData, a MuData holding some of the
-            model's modalities, or an AnnData of one modality (then ``modality`` names
-            it). Features are matched to the reference by name (absent ones zero-filled
+            model's modalities, or an AnnData of one modality (``modality`` names it, or
+            it is inferred when only one modality shares feature names with it; the
+            ``"joint"`` embedding of such cells is that modality's). Features are matched
+            to the reference by name (absent ones zero-filled
             with a warning) and values are checked as at training
             (:func:`~scmint.data.check_values`); new cells go through the transforms
             stored at training.

@@ -2,7 +2,7 @@
 
 from ._cca import LinearCCA
 from ._cis_regulatory import peak_gene_correlation
-from ._embedding import stack_embeddings, umap
+from ._embedding import stack_embeddings, store_embeddings, umap
 from ._label_transfer import transfer_labels
 from ._minibulk import assign_minibulks, minibulk
 from ._perturbation import mean_cosine_distance, perturbation_screen
@@ -18,6 +18,7 @@ __all__ = [
     "smooth",
     "smoothing_operator",
     "stack_embeddings",
+    "store_embeddings",
     "transfer_labels",
     "umap",
 ]

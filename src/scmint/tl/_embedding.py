@@ -14,6 +14,62 @@ import scipy.sparse as sp
 from scmint._threads import keep_torch_threads
 
 
+def store_embeddings(
+    model: Any,
+    mdata: Any = None,
+    key_added: str | None = None,
+    per_modality: bool = True,
+    batch_size: int | None = None,
+    copy: bool = False,
+) -> Any:
+    """Write a model's embeddings into ``mdata.obsm``, as scvi-tools tutorials do.
+
+    ``obsm[key_added]`` receives the joint embedding
+    (``model.get_latent_representation(mdata, modality="joint")``) and, with
+    ``per_modality``, ``obsm[f"{key_added}_{modality}"]`` each modality's embedding, with
+    NaN rows for cells not measured in it.
+
+    Parameters
+    ----------
+    model
+        A trained scmint model (MINNET, SCCROSS, CONAAE or CLUE).
+    mdata
+        The model's registered MuData (default: ``model.adata``) or a padded query MuData
+        holding the model's modalities for the same cells.
+    key_added
+        Key of the joint embedding; default ``"X_<model>"`` (e.g. ``"X_clue"``).
+    per_modality
+        Also store one embedding per modality.
+    batch_size
+        Cells per forward pass.
+    copy
+        Return a copy with the embeddings instead of writing into ``mdata``.
+
+    Returns
+    -------
+    ``None`` (``mdata.obsm`` is modified), or the modified copy when ``copy=True``.
+    """
+    target = model.adata if mdata is None else mdata
+    if not hasattr(target, "obsm") or not hasattr(target, "mod"):
+        raise TypeError(
+            f"store_embeddings writes into a MuData, got {type(target).__name__}; for one "
+            "modality's AnnData use adata.obsm[key] = model.get_latent_representation(adata)."
+        )
+    if copy:
+        target = target.copy()
+    query = None if mdata is None or mdata is model.adata else target
+    key = key_added or model._latent_key
+    target.obsm[key] = model.get_latent_representation(
+        query, modality="joint", batch_size=batch_size
+    )
+    if per_modality:
+        for m in model.modalities:
+            target.obsm[f"{key}_{m}"] = model.get_latent_representation(
+                query, modality=m, batch_size=batch_size, missing="nan"
+            )
+    return target if copy else None
+
+
 def stack_embeddings(
     embeddings: Mapping[str, np.ndarray],
     obs: Mapping[str, pd.DataFrame],
