@@ -38,8 +38,10 @@ def infer_modality(adata: ad.AnnData, reference_features: Mapping[str, pd.Index]
     }
     best = max(shared, key=shared.get)
     others = [n for m, n in shared.items() if m != best]
-    if names.size and shared[best] >= 0.5 * names.size and all(
-        n < 0.5 * shared[best] for n in others
+    if (
+        names.size
+        and shared[best] >= 0.5 * names.size
+        and all(n < 0.5 * shared[best] for n in others)
     ):
         return best
     found = ", ".join(f"'{m}': {n}" for m, n in shared.items())
