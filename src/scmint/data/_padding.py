@@ -24,15 +24,23 @@ def indicator_key(modality: str, prefix: str = INDICATOR_PREFIX) -> str:
     return f"{prefix}{modality}"
 
 
+def check_unique_cells(
+    obs_names: pd.Index,
+    what: str,
+    fix: str = "make them unique first (adata.obs_names_make_unique()).",
+) -> None:
+    """Raise if ``obs_names`` repeat a name: cells are matched across modalities by name."""
+    if not obs_names.is_unique:
+        dup = obs_names[obs_names.duplicated()].unique()[:3].tolist()
+        raise ValueError(
+            f"{what} has duplicated cell names (obs_names, e.g. {dup}); cells are matched "
+            f"across modalities by name, so {fix}"
+        )
+
+
 def _union_of_cells(mods: Sequence[ad.AnnData], names: Sequence[str]) -> pd.Index:
     for name, adata in zip(names, mods, strict=True):
-        if not adata.obs_names.is_unique:
-            dup = adata.obs_names[adata.obs_names.duplicated()][:3].tolist()
-            raise ValueError(
-                f"Modality '{name}' has duplicated obs_names (e.g. {dup}); cells are matched "
-                "across modalities by name, so make them unique first "
-                "(adata.obs_names_make_unique())."
-            )
+        check_unique_cells(adata.obs_names, f"Modality '{name}'")
     cells = pd.Index(np.concatenate([np.asarray(a.obs_names, dtype=object) for a in mods]))
     return cells[~cells.duplicated()]
 
@@ -242,14 +250,12 @@ def check_padded(
         indicator_prefix = mdata.uns.get(PADDING_UNS_KEY, {}).get(
             "indicator_prefix", INDICATOR_PREFIX
         )
-    if not mdata.obs_names.is_unique:
-        dup = mdata.obs_names[mdata.obs_names.duplicated()].unique()[:3].tolist()
-        raise ValueError(
-            f"The MuData has duplicated cell names (obs_names, e.g. {dup}); cells are matched "
-            "across modalities by name. Make them unique in each modality "
-            "(adata.obs_names_make_unique()) and pad again: "
-            "mdata = scmint.data.pad_mudata(mdata)."
-        )
+    check_unique_cells(
+        mdata.obs_names,
+        "The MuData",
+        "make them unique in each modality (adata.obs_names_make_unique()) and pad again: "
+        "mdata = scmint.data.pad_mudata(mdata).",
+    )
     for name in names:
         mod = mdata.mod[name]
         if mod.n_obs != mdata.n_obs or not mod.obs_names.equals(mdata.obs_names):

@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ._padding import INDICATOR_PREFIX, indicator_key, is_padded, pad_mudata
+from ._padding import (
+    INDICATOR_PREFIX,
+    check_unique_cells,
+    indicator_key,
+    is_padded,
+    pad_mudata,
+)
 from ._validation import align_features
 
 
@@ -113,14 +119,7 @@ def prepare_query_mudata(
             f"The query holds none of the model's modalities {names} (it has {list(query.mod)})."
         )
     for m in present:
-        cells = query.mod[m].obs_names
-        if not cells.is_unique:
-            dup = cells[cells.duplicated()].unique()[:3].tolist()
-            raise ValueError(
-                f"The query's modality '{m}' has duplicated cell names (obs_names, e.g. "
-                f"{dup}); cells are matched across modalities by name, so make them unique "
-                "first (adata.obs_names_make_unique())."
-            )
+        check_unique_cells(query.mod[m].obs_names, f"The query's modality '{m}'")
     if all(query.mod[m].n_obs == 0 for m in present):
         raise ValueError("The query holds no cells (0 observations).")
     layers = dict.fromkeys(names, layer) if not isinstance(layer, Mapping) else dict(layer)

@@ -80,18 +80,11 @@ def check_features(adata: ad.AnnData, modality: str) -> None:
 
 
 def check_cells(mdata: md.MuData, what: str = "The MuData") -> None:
-    """Raise if ``mdata`` holds no cells or cells with the same name."""
+    """Raise if ``mdata`` holds no cells (duplicated names: :func:`check_padded`)."""
     if mdata.n_obs == 0:
         raise ValueError(
             f"{what} holds no cells (0 observations); check the filtering or subsetting "
             "that produced it."
-        )
-    if not mdata.obs_names.is_unique:
-        dup = mdata.obs_names[mdata.obs_names.duplicated()].unique()[:3].tolist()
-        raise ValueError(
-            f"{what} has duplicated cell names (obs_names, e.g. {dup}); cells are matched "
-            "across modalities by name, so make them unique in each modality "
-            "(adata.obs_names_make_unique()) and pad again with scmint.data.pad_mudata."
         )
 
 

@@ -549,22 +549,16 @@ class MultiModalMixin:
         return np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
 
     def _options(self, method: str, **given: Any) -> dict[str, Any]:
-        """The options of ``method`` the model supports; others must be left at None."""
-        unsupported = [
-            k for k, v in given.items() if v is not None and k not in self._options_of(method)
-        ]
+        """The options given to ``method``; each must be one the model supports."""
+        given = {k: v for k, v in given.items() if v is not None}
+        unsupported = [k for k in given if k not in self._translation_options]
         if unsupported:
-            supported = list(self._options_of(method)) or "none"
+            supported = list(self._translation_options) or "none"
             raise TypeError(
                 f"{type(self).__name__}.{method} does not take {unsupported}; its options "
                 f"are {supported} (see the {type(self).__name__} docstring)."
             )
-        return {k: v for k, v in given.items() if v is not None and k in self._options_of(method)}
-
-    def _options_of(self, method: str) -> tuple[str, ...]:
-        if method == "perturb":
-            return tuple(o for o in self._translation_options if o != "sample")
-        return self._translation_options
+        return given
 
     def _translate_latent(
         self, z: np.ndarray, target: str, cells: Cells, batch_size: int | None, **options: Any
