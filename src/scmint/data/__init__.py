@@ -1,9 +1,20 @@
-"""The data layer: padding, validation and registration of MuData, and the simulator."""
+"""The data layer: padding, validation and registration of MuData, the data path, the simulator.
+
+The data path holds the registered matrices once as tensors and cuts minibatches on the
+device (:mod:`scmint.data._tensors`).
+"""
 
 from ._padding import INDICATOR_PREFIX, check_padded, indicator_key, is_padded, pad_mudata
 from ._query import prepare_query_mudata
 from ._setup import MuDataSetupMixin, data_key, mask_key, mudata_fields, validate_mudata
 from ._simulate import simulate_multiome
+from ._tensors import (
+    CSRRows,
+    RegisteredDataSplitter,
+    RegisteredTensors,
+    TensorDataLoader,
+    row_batches,
+)
 from ._validation import (
     align_features,
     check_counts,
@@ -15,6 +26,11 @@ from ._validation import (
 )
 
 __all__ = [
+    "CSRRows",
+    "RegisteredDataSplitter",
+    "RegisteredTensors",
+    "TensorDataLoader",
+    "row_batches",
     "INDICATOR_PREFIX",
     "MuDataSetupMixin",
     "align_features",

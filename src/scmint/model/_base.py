@@ -25,7 +25,7 @@ from scipy import sparse
 from scvi import REGISTRY_KEYS
 
 from scmint._threads import keep_torch_threads
-from scmint.data import data_key, indicator_key, mask_key, prepare_query_mudata
+from scmint.data import data_key, indicator_key, mask_key, prepare_query_mudata, row_batches
 from scmint.data._padding import INDICATOR_PREFIX, PADDING_UNS_KEY
 from scmint.data._validation import ValueKind, check_values, resolve_layers, value_kind
 from scmint.nn._blocks import INPUT_NORMALIZATIONS, InputNormalization
@@ -103,11 +103,6 @@ def make_feature_scaler(norm: str, target_sum: float, max_value: float | None) -
     if norm == "clr":
         return FeatureScaler(max_value=max_value, clr="feature")
     return FeatureScaler(max_value=max_value)
-
-
-def as_dense_float32(x) -> np.ndarray:
-    """A dense float32 copy of a (sparse or dense) matrix block."""
-    return x.toarray().astype(np.float32) if sparse.issparse(x) else np.asarray(x, np.float32)
 
 
 @dataclass
@@ -303,14 +298,16 @@ class MultiModalMixin:
     def _forward_rows(
         self, x, forward: Callable[[torch.Tensor], torch.Tensor], width: int, batch_size: int | None
     ) -> np.ndarray:
-        """``forward`` of the rows of ``x`` (dense or sparse), in minibatches."""
+        """``forward`` of the rows of ``x`` (dense or sparse), in minibatches.
+
+        The rows reach the device through the shared data path
+        (:func:`scmint.data.row_batches`: a sparse ``x`` is held once as CSR tensors and
+        each block is cut there).
+        """
         self.module.eval()
-        bs = batch_size or INFERENCE_BATCH
         out = np.empty((x.shape[0], width), dtype=np.float32)
-        for start in range(0, x.shape[0], bs):
-            stop = min(start + bs, x.shape[0])
-            block = torch.as_tensor(as_dense_float32(x[start:stop]), device=self.device)
-            out[start:stop] = forward(block).float().cpu().numpy()
+        for rows, block in row_batches(x, batch_size or INFERENCE_BATCH, self.device):
+            out[rows] = forward(block).float().cpu().numpy()
         return out
 
     def _batch_code(self, batch: str | int | None) -> int:

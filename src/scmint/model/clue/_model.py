@@ -14,7 +14,7 @@ import torch
 from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from scmint.data import MuDataSetupMixin
+from scmint.data import MuDataSetupMixin, RegisteredDataSplitter
 from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
@@ -115,6 +115,7 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
 
     _module_cls = CLUEModule
     _training_plan_cls = GeneratorDiscriminatorPlan
+    _data_splitter_cls = RegisteredDataSplitter
     _latent_key = "X_clue"
     #: Space of :meth:`translate`'s output: ``"counts"``, counts or count-scale means
     #: (compared after ``log1p(x / rowsum * 1e4)``); ``"lognorm"`` would be that already.

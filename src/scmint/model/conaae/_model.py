@@ -12,7 +12,7 @@ import torch
 from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from scmint.data import MuDataSetupMixin
+from scmint.data import MuDataSetupMixin, RegisteredDataSplitter
 from scmint.model._base import (
     Cells,
     MultiModalMixin,
@@ -167,6 +167,7 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
 
     _module_cls = CONAAEModule
     _training_plan_cls = GeneratorDiscriminatorPlan
+    _data_splitter_cls = RegisteredDataSplitter
     _latent_key = "X_conaae"
     #: Space of :meth:`translate`'s output with the defaults (``scale="normalized"``,
     #: ``normalization="log"``, ``target_sum=1e4``): ``"lognorm"``, that is

@@ -18,7 +18,6 @@ from scvi.train import TrainRunner
 
 from scmint.data import MuDataSetupMixin, indicator_key
 from scmint.model._base import (
-    INFERENCE_BATCH,
     Cells,
     MultiModalMixin,
     Normalization,
@@ -204,7 +203,12 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
             margin_scale=margin_scale,
             type_margin=type_margin,
             contrastive_weight=contrastive_weight,
+            normalization=norms,
+            target_sum=target_sum,
+            max_value=max_value,
         )
+        for m in mods:
+            self.module.scalers[m].set_statistics(self.scalers_[m])
         self._distances = None
         self._reference_cache: dict[str, tuple[np.ndarray, Any]] = {}
         self._model_summary_string = (
@@ -321,7 +325,7 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
             Stop when ``validation_loss`` stops improving (more options, such as
             ``early_stopping_patience``, through ``**trainer_kwargs``).
         datasplitter_kwargs
-            Passed to :class:`~scmint.model.minnet.SiameseDataModule` (e.g. ``num_workers``).
+            Passed to :class:`~scmint.model.minnet.SiameseDataModule` (e.g. ``prefetch_epochs``).
         plan_kwargs
             Passed to :class:`~scmint.model.minnet.SiameseTrainingPlan` (``lr`` 1e-4,
             ``weight_decay`` 1e-6 by default, ...).
@@ -345,7 +349,6 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
         prefetch = max(1, min(max_epochs, max_pairs // (2 * len(train_cells)))) if exact else 1
         dataset = SiamesePairDataset(
             [self._registered(m)[self._pool] for m in self.modalities],
-            [self.scalers_[m].transform for m in self.modalities],
             self._pool_labels,
             self.modalities,
         )
@@ -387,17 +390,11 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
         self, x, modality: str, head: Literal["z", "logits"], batch_size: int | None = None
     ) -> np.ndarray:
         """Embedding (or logits) of the rows of ``x``, in minibatches."""
-        self.module.eval()
-        bs = batch_size or INFERENCE_BATCH
         width = self.module.n_latent if head == "z" else self.module.n_labels
-        out = np.empty((x.shape[0], width), dtype=np.float32)
         layer = self.module.embedding_head if head == "z" else self.module.classifier_head
-        for start in range(0, x.shape[0], bs):
-            stop = min(start + bs, x.shape[0])
-            scaled = self.scalers_[modality].transform(x[start:stop])
-            h = self.module.hidden(torch.as_tensor(scaled, device=self.device), modality)
-            out[start:stop] = layer(h).float().cpu().numpy()
-        return out
+        return self._forward_rows(
+            x, lambda b: layer(self.module.hidden(b, modality)), width, batch_size
+        )
 
     def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
         return self._forward_matrix(x, modality, "z", batch_size)

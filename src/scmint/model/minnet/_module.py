@@ -11,7 +11,8 @@ from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
 from scmint.data import data_key
-from scmint.nn import SafeBatchNorm1d
+from scmint.nn import FeatureScalerLayer, SafeBatchNorm1d
+from scmint.nn._blocks import InputNormalization
 
 from ._losses import flexible_margin, flexible_margin_contrastive_loss
 from ._task import PAIR_KEYS, labels_key
@@ -38,8 +39,10 @@ class _ModalityEncoder(nn.Module):
 class MINNETModule(BaseModuleClass):
     """Siamese network of MinNet: one encoder per modality, two heads shared by all.
 
-    Each modality ``m`` has its own encoder ``Linear(G_m -> n_hidden) -> activation ->
-    BatchNorm1d(n_hidden)``. Two heads read the ``n_hidden``-d layer and are shared by
+    Each modality ``m`` has its own input layer (:class:`~scmint.nn.FeatureScalerLayer`:
+    the normalisation and per-feature scaling fitted on the training cells, replayed on
+    the device for every minibatch) and its own encoder ``Linear(G_m -> n_hidden) ->
+    activation -> BatchNorm1d(n_hidden)``. Two heads read the ``n_hidden``-d layer and are shared by
     all modalities: ``Linear(n_hidden -> n_latent)`` (the co-embedding) and
     ``Linear(n_hidden -> n_labels)`` (the cell-type classifier). Weights are
     Xavier-uniform, biases standard normal, as in the reference implementation.
@@ -71,6 +74,13 @@ class MINNETModule(BaseModuleClass):
         Weight ``lambda`` of the contrastive loss (0.5).
     distance_eps
         Added to squared embedding distances in the contrastive loss (1e-3).
+    normalization
+        Input normalisation of each modality (``"log"``, ``"clr"`` or ``"none"``; one
+        for all or ``{modality: value}``), see :class:`~scmint.nn.FeatureScalerLayer`.
+    target_sum
+        Counts per cell after ``"log"`` normalisation.
+    max_value
+        Clip of the scaled inputs.
     """
 
     def __init__(
@@ -85,6 +95,9 @@ class MINNETModule(BaseModuleClass):
         type_margin: float = 3.0,
         contrastive_weight: float = 0.5,
         distance_eps: float = 1e-3,
+        normalization: InputNormalization | Mapping[str, InputNormalization] = "log",
+        target_sum: float = 1e4,
+        max_value: float | None = 10.0,
     ) -> None:
         super().__init__()
         self.modalities = list(modalities)
@@ -110,6 +123,17 @@ class MINNETModule(BaseModuleClass):
         self.type_margin = float(type_margin)
         self.contrastive_weight = float(contrastive_weight)
         self.distance_eps = float(distance_eps)
+        norms = (
+            {m: normalization.get(m, "log") for m in self.modalities}
+            if isinstance(normalization, Mapping)
+            else dict.fromkeys(self.modalities, normalization)
+        )
+        self.scalers = nn.ModuleDict(
+            {
+                m: FeatureScalerLayer(n, norms[m], target_sum=target_sum, max_value=max_value)
+                for m, n in zip(self.modalities, self.n_input, strict=True)
+            }
+        )
         self.encoders = nn.ModuleDict(
             {
                 m: _ModalityEncoder(n, self.n_hidden, activations[m])
@@ -129,15 +153,15 @@ class MINNETModule(BaseModuleClass):
 
     # ------------------------------------------------------------------ network
     def hidden(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """The ``n_hidden``-d representation of scaled inputs of one modality."""
-        return self.encoders[modality](x)
+        """The ``n_hidden``-d representation of inputs (registered values) of one modality."""
+        return self.encoders[modality](self.scalers[modality](x))
 
     def embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Co-embedding of scaled inputs ``x`` (cells x features) of ``modality``."""
+        """Co-embedding of inputs ``x`` (cells x features, registered values) of ``modality``."""
         return self.embedding_head(self.hidden(x, modality))
 
     def classify(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Cell-type logits of scaled inputs ``x`` of ``modality``."""
+        """Cell-type logits of inputs ``x`` (registered values) of ``modality``."""
         return self.classifier_head(self.hidden(x, modality))
 
     # ------------------------------------------------------------------ scvi contract

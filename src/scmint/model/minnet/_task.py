@@ -26,11 +26,10 @@ from typing import Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from scipy import sparse
 from scvi.train import TrainingPlan
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from scmint.data import data_key
+from scmint.data import CSRRows, data_key
 from scmint.train._logging import LossLoggingMixin
 
 Strategy = Literal["between", "within"]
@@ -256,36 +255,47 @@ class SiamesePairSampler(Sampler):
 class SiamesePairDataset(Dataset):
     """Turns a minibatch of pairs into the tensors a Siamese module reads.
 
+    The cells' matrices are held once as CSR tensors (:class:`scmint.data.CSRRows`, the
+    shared data path); each minibatch's rows are cut on the device and handed to the
+    module as registered values (the module's input layers normalise and scale them).
+
     Parameters
     ----------
     matrices
         One cells x features matrix (sparse or dense) per modality, rows = the cell pool.
-    transforms
-        One function per modality mapping a block of rows to the network's dense float32
-        input (e.g. a fitted :class:`scmint.pp.FeatureScaler`'s ``transform``).
     labels
         Integer cell-type code of each pool cell.
     modalities
         Modality names (keys :func:`scmint.data.data_key` and :func:`labels_key`).
+    device
+        Device of the minibatches (see :meth:`to`).
     """
 
     def __init__(
         self,
         matrices: Sequence,
-        transforms: Sequence[Callable[[object], np.ndarray]],
         labels: np.ndarray,
         modalities: Sequence[str],
+        device: torch.device | str = "cpu",
     ) -> None:
-        if not (len(matrices) == len(transforms) == len(modalities)):
-            raise ValueError("matrices, transforms and modalities must have the same length.")
+        if not len(matrices) == len(modalities):
+            raise ValueError("matrices and modalities must have the same length.")
         n = {m.shape[0] for m in matrices}
         if len(n) != 1 or len(labels) not in n:
             raise ValueError("All matrices and labels must hold the same cells.")
-        self.matrices = [sparse.csr_matrix(m) if sparse.issparse(m) else m for m in matrices]
-        self.transforms = list(transforms)
+        self.matrices = [CSRRows.from_matrix(m, device) for m in matrices]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.modalities = list(modalities)
         self.n_cells = int(len(self.labels))
+        self.device = torch.device(device)
+
+    def to(self, device: torch.device | str) -> SiamesePairDataset:
+        """Minibatches on ``device`` from now on (the matrices move there when they fit)."""
+        device = torch.device(device)
+        if device != self.device:
+            self.matrices = [m.to(device) for m in self.matrices]
+            self.device = device
+        return self
 
     def __len__(self) -> int:
         return self.n_cells
@@ -304,9 +314,8 @@ class SiamesePairDataset(Dataset):
             first_row[in_first] = offset + np.searchsorted(rows, pairs.first_cell[in_first])
             second_row[in_second] = offset + np.searchsorted(rows, pairs.second_cell[in_second])
             offset += len(rows)
-            x = self.transforms[k](self.matrices[k][rows])
-            batch[data_key(m)] = torch.as_tensor(np.asarray(x, dtype=np.float32))
-            batch[labels_key(m)] = torch.as_tensor(self.labels[rows])
+            batch[data_key(m)] = self.matrices[k].dense_rows(torch.as_tensor(rows))
+            batch[labels_key(m)] = torch.as_tensor(self.labels[rows]).to(self.device)
         differs = self.labels[pairs.first_cell] != self.labels[pairs.second_cell]
         distance = pairs.distance if pairs.distance is not None else np.ones(len(pairs))
         batch[PAIR_KEYS["first"]] = torch.as_tensor(first_row)
@@ -384,8 +393,6 @@ class SiameseDataModule(LightningDataModule):
         See :class:`SiamesePairSampler`.
     seed
         Seed of the samplers.
-    num_workers
-        Data-loader worker processes (0: load in the main process).
     prefetch_epochs
         See :class:`SiamesePairSampler` (training pairs only).
     """
@@ -401,7 +408,6 @@ class SiameseDataModule(LightningDataModule):
         strategy: Strategy = "between",
         distance_fn: DistanceFn | None = None,
         seed: int = 0,
-        num_workers: int = 0,
         prefetch_epochs: int = 1,
     ) -> None:
         super().__init__()
@@ -415,7 +421,6 @@ class SiameseDataModule(LightningDataModule):
         self.n_train = len(self.train_cells)
         self.n_val = len(self.val_cells)
         self.batch_size = batch_size
-        self.num_workers = num_workers
         sampler_kwargs = {
             "batch_size": batch_size,
             "positive_fraction": positive_fraction,
@@ -439,12 +444,13 @@ class SiameseDataModule(LightningDataModule):
         )
 
     def _loader(self, sampler: SiamesePairSampler) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            self.dataset.to(trainer.strategy.root_device)
         return DataLoader(
             self.dataset,
             sampler=sampler,
             batch_size=None,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

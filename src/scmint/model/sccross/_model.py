@@ -18,7 +18,7 @@ from scvi import REGISTRY_KEYS
 from scvi.data.fields import MuDataNumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from scmint.data import MuDataSetupMixin
+from scmint.data import MuDataSetupMixin, RegisteredDataSplitter, row_batches
 from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
@@ -178,6 +178,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
 
     _module_cls = SCCROSSModule
     _training_plan_cls = GeneratorDiscriminatorPlan
+    _data_splitter_cls = RegisteredDataSplitter
     _latent_key = "X_sccross"
     #: Space of :meth:`translate`'s output: ``"counts"``, counts or count-scale means
     #: (compared after ``log1p(x / rowsum * 1e4)``); ``"lognorm"`` would be that already.
@@ -647,16 +648,14 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
     ) -> tuple[np.ndarray, np.ndarray]:
         """Means and standard deviations of ``z`` (or ``u``) of encoder inputs ``h``."""
         self.module.eval()
-        bs = batch_size or INFERENCE_BATCH
         width = self.module.n_latent
         loc = np.empty((h.shape[0], width), dtype=np.float32)
         scale = np.empty_like(loc)
-        for start in range(0, h.shape[0], bs):
-            block = torch.as_tensor(h[start : start + bs], device=self.device)
+        for rows, block in row_batches(h, batch_size or INFERENCE_BATCH, self.device):
             qu = self.module.encode(block, modality)
             dist = qu if space == "u" else self.module.joint(qu.loc, modality)
-            loc[start : start + bs] = dist.loc.float().cpu().numpy()
-            scale[start : start + bs] = dist.scale.float().cpu().numpy()
+            loc[rows] = dist.loc.float().cpu().numpy()
+            scale[rows] = dist.scale.float().cpu().numpy()
         return loc, scale
 
     def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
