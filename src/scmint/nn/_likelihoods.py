@@ -4,7 +4,10 @@ A decoder maps a latent code to the parameters of a distribution over a modality
 original features. The linear part is shared by all batches; each batch ``b`` has its
 own positive scale ``alpha_b = softplus(.)``, bias ``beta_b`` and, where the likelihood
 has one, dispersion (or standard deviation, or zero-inflation) per feature: the batch
-correction of scCross and GLUE. Count likelihoods reuse scvi-tools' distributions.
+correction of scCross and GLUE. Count likelihoods reuse scvi-tools' distributions, with
+a ``log_prob`` that evaluates the log-gamma terms on the non-zero counts only
+(:func:`nb_log_prob`, :func:`zinb_log_prob`): the same values, a fraction of the work
+on sparse data such as ATAC peaks.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
+from scvi.distributions import NegativeBinomial as _ScviNegativeBinomial
+from scvi.distributions import ZeroInflatedNegativeBinomial as _ScviZINB
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, LogNormal, Normal, constraints
 
@@ -22,6 +26,88 @@ LIKELIHOODS: tuple[str, ...] = ("nb", "zinb", "ziln", "normal", "bernoulli")
 COUNT_LIKELIHOODS: tuple[str, ...] = ("nb", "zinb")
 """Likelihoods that need non-negative integer counts and a library size."""
 EPS = 1e-7
+
+
+def _nonzero_lgamma_terms(
+    x: torch.Tensor, theta: torch.Tensor, out: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """``out`` plus ``lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)`` where ``x > eps``.
+
+    The three terms cancel at ``x = 0``, so on a CPU they are evaluated only at the
+    non-zero entries (a few percent of a peak matrix); on an accelerator, where a
+    dense elementwise pass is cheaper than gathering, everywhere.
+    """
+    theta = theta.expand_as(x)
+    if x.device.type != "cpu":
+        terms = torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
+        return out + torch.where(x > eps, terms, torch.zeros_like(terms))
+    nz = torch.nonzero(x > eps, as_tuple=True)
+    xv, tv = x[nz], theta[nz]
+    terms = torch.lgamma(xv + tv) - torch.lgamma(tv) - torch.lgamma(xv + 1)
+    return out.index_put(nz, terms, accumulate=True)
+
+
+def nb_log_prob(
+    x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
+    """Negative binomial log-likelihood, elementwise; scvi-tools' ``log_nb_positive`` values.
+
+    ``log p(x) = theta (log(theta + eps) - log(theta + mu + eps))
+    + x (log(mu + eps) - log(theta + mu + eps))
+    + lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)``,
+    the last line only where ``x > 0`` (it is 0 at ``x = 0``).
+
+    Parameters
+    ----------
+    x
+        Counts, ``(n, G)``.
+    mu
+        Means, ``(n, G)``.
+    theta
+        Inverse dispersions, broadcastable to ``(n, G)``.
+    eps
+        Numerical stability constant (scvi-tools': 1e-8).
+    """
+    log_theta_mu = torch.log(theta + mu + eps)
+    out = theta * (torch.log(theta + eps) - log_theta_mu) + x * (torch.log(mu + eps) - log_theta_mu)
+    return _nonzero_lgamma_terms(x, theta, out, eps)
+
+
+def zinb_log_prob(
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    theta: torch.Tensor,
+    zi_logits: torch.Tensor,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Zero-inflated NB log-likelihood, elementwise; scvi-tools' ``log_zinb_positive`` values.
+
+    With ``a = -pi + theta (log(theta + eps) - log(theta + mu + eps))`` (``pi`` the
+    zero-inflation logits): ``softplus(a) - softplus(-pi)`` at ``x = 0``, else
+    ``a - softplus(-pi) + x (log(mu + eps) - log(theta + mu + eps))
+    + lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)``.
+    """
+    softplus_pi = F.softplus(-zi_logits)
+    log_theta_mu = torch.log(theta + mu + eps)
+    a = -zi_logits + theta * (torch.log(theta + eps) - log_theta_mu)
+    zero = F.softplus(a) - softplus_pi
+    nonzero = a - softplus_pi + x * (torch.log(mu + eps) - log_theta_mu)
+    out = torch.where(x < eps, zero, torch.where(x > eps, nonzero, torch.zeros_like(nonzero)))
+    return _nonzero_lgamma_terms(x, theta, out, eps)
+
+
+class NegativeBinomial(_ScviNegativeBinomial):
+    """:class:`scvi.distributions.NegativeBinomial` with :func:`nb_log_prob` as ``log_prob``."""
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return nb_log_prob(value, self.mu, self.theta, eps=self._eps)
+
+
+class ZeroInflatedNegativeBinomial(_ScviZINB):
+    """:class:`scvi.distributions.ZeroInflatedNegativeBinomial` with :func:`zinb_log_prob`."""
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return zinb_log_prob(value, self.mu, self.theta, self.zi_logits, eps=1e-8)
 
 
 class ZeroInflatedLogNormal(Distribution):
@@ -124,6 +210,11 @@ class BatchLikelihoodDecoder(nn.Module):
         if likelihood in ("zinb", "ziln"):
             self.zi_logits = nn.Parameter(torch.zeros(shape))
 
+    @staticmethod
+    def _of(parameter: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Rows ``b`` of a per-batch parameter; one broadcast row when there is one batch."""
+        return parameter[:1] if parameter.shape[0] == 1 else parameter[b]
+
     def forward(
         self, u: torch.Tensor, batch_index: torch.Tensor, library: torch.Tensor | None = None
     ) -> Distribution:
@@ -140,21 +231,21 @@ class BatchLikelihoodDecoder(nn.Module):
             ``"zinb"``.
         """
         b = batch_index.long().view(-1)
-        eta = F.softplus(self.scale_logit[b]) * self.linear(u) + self.bias[b]
+        eta = F.softplus(self._of(self.scale_logit, b)) * self.linear(u) + self._of(self.bias, b)
         lik = self.likelihood
         if lik in COUNT_LIKELIHOODS:
             if library is None:
                 raise ValueError(f"The {lik!r} likelihood needs the library size.")
             mu = torch.softmax(eta, dim=-1) * library.view(-1, 1)
-            theta = torch.exp(self.log_theta[b])
+            theta = torch.exp(self._of(self.log_theta, b))
             if lik == "nb":
                 return NegativeBinomial(mu=mu + EPS, theta=theta)
             return ZeroInflatedNegativeBinomial(
-                mu=mu + EPS, theta=theta, zi_logits=self.zi_logits[b]
+                mu=mu + EPS, theta=theta, zi_logits=self._of(self.zi_logits, b)
             )
         if lik == "bernoulli":
             return Bernoulli(logits=eta)
-        std = F.softplus(self.std_logit[b]) + EPS
+        std = F.softplus(self._of(self.std_logit, b)) + EPS
         if lik == "normal":
             return Normal(eta, std)
-        return ZeroInflatedLogNormal(eta, std, self.zi_logits[b])
+        return ZeroInflatedLogNormal(eta, std, self._of(self.zi_logits, b))
