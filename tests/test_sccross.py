@@ -143,6 +143,16 @@ def test_mnn_pairs_and_correction():
     nn, dist = nearest(cb, a)
     assert dist < 0.3 * dist_raw, (dist, dist_raw)  # b moved onto a
     assert (labels_a[nn] == labels_b).mean() > 0.95  # onto cells of its own type
+    # the sparse kernel equals the published Gaussian-kernel average of correction vectors
+    ia, ib = scmint.model.sccross.mnn_pairs(a, b, n_neighbors=10)
+    anchors = np.unique(ib)
+    vectors = np.stack([(a[ia[ib == j]] - b[j]).mean(0) for j in anchors])
+    d2 = ((b[:, None, :] - b[anchors][None, :, :]) ** 2).sum(-1)
+    nearest50 = np.argsort(d2, axis=1)[:, :50]
+    w = np.exp(-np.take_along_axis(d2, nearest50, 1) + np.take_along_axis(d2, nearest50, 1)[:, :1])
+    w /= w.sum(1, keepdims=True)
+    expected = b + np.einsum("ck,ckd->cd", w, vectors[nearest50])
+    np.testing.assert_allclose(cb, expected, rtol=1e-5, atol=1e-6)  # float32 kNN distances
     with pytest.raises(ValueError, match="two or more"):
         scmint.model.sccross.mnn_correct(a)
     with pytest.raises(ValueError, match="same features"):

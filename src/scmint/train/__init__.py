@@ -3,6 +3,7 @@
 from ._adversarial import GeneratorDiscriminatorPlan, detach_outputs
 from ._best import RestoreBestWeights
 from ._logging import LossLoggingMixin
+from ._optim import make_optimizer
 from ._schedule import AUTO_EPOCH_CAP, progress_epochs
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "LossLoggingMixin",
     "RestoreBestWeights",
     "detach_outputs",
+    "make_optimizer",
     "progress_epochs",
 ]

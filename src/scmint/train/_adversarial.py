@@ -11,6 +11,7 @@ from scvi.train import TrainingPlan
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ._logging import LossLoggingMixin
+from ._optim import make_optimizer
 
 Order = Literal["generator_first", "discriminator_first"]
 ORDERS: tuple[str, ...] = ("generator_first", "discriminator_first")
@@ -187,7 +188,9 @@ class GeneratorDiscriminatorPlan(LossLoggingMixin, TrainingPlan):
                 raise ValueError("optimizer='Custom' needs optimizer_creator=.")
             return creator(params)
         cls = torch.optim.Adam if self.optimizer_name == "Adam" else torch.optim.AdamW
-        return cls(params, lr=lr, betas=self.betas, eps=self.eps, weight_decay=weight_decay)
+        return make_optimizer(
+            cls, params, lr=lr, betas=self.betas, eps=self.eps, weight_decay=weight_decay
+        )
 
     def configure_optimizers(self):
         """Generator optimiser (with optional plateau scheduler) and discriminator optimiser."""

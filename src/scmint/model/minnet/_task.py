@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from scmint.data import CSRRows, data_key
 from scmint.train._logging import LossLoggingMixin
+from scmint.train._optim import make_optimizer
 
 Strategy = Literal["between", "within"]
 STRATEGIES: tuple[str, ...] = ("between", "within")
@@ -514,6 +515,12 @@ class SiameseTrainingPlan(LossLoggingMixin, TrainingPlan):
             eps=eps,
             lr_scheduler_metric=lr_scheduler_metric,
             **kwargs,
+        )
+
+    def _optimizer_creator_fn(self, optimizer_cls):
+        """scvi-tools' Adam / AdamW creator, fused where PyTorch supports it."""
+        return lambda params: make_optimizer(
+            optimizer_cls, params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay
         )
 
     def training_step(self, batch, batch_idx):

@@ -129,19 +129,24 @@ def _correct_one(
     if ia.size == 0:
         return new.copy(), 0
     # average correction vector of each new cell that has MNN partners
+    # (mean of its partners in ref) - itself, through a sparse averaging matrix: no
+    # pairs x features block
     anchors, inverse = np.unique(ib, return_inverse=True)
     counts = np.bincount(inverse).astype(np.float64)
-    vectors = np.zeros((anchors.size, new.shape[1]))
-    np.add.at(vectors, inverse, ref[ia] - new[ib])
-    vectors /= counts[:, None]
+    average = sp.csr_matrix(
+        (1.0 / counts[inverse], (inverse, ia)), shape=(anchors.size, ref.shape[0])
+    )
+    vectors = average @ ref - new[anchors]
     # every new cell: Gaussian-kernel average over its nearest anchor cells
     idx, dist = cross_knn(new[anchors], new, n_smooth, method, random_state)
     logw = -(dist.astype(np.float64) ** 2) / sigma
     logw -= logw.max(axis=1, keepdims=True)
     w = np.exp(logw)
     w /= w.sum(axis=1, keepdims=True)
-    correction = np.einsum("ck,ckd->cd", w, vectors[idx])
-    return new + correction, int(ia.size)
+    # the kernel as a sparse cells x anchors matrix: no cells x n_smooth x genes block
+    rows = np.repeat(np.arange(new.shape[0]), idx.shape[1])
+    kernel = sp.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(new.shape[0], anchors.size))
+    return new + kernel @ vectors, int(ia.size)
 
 
 def mnn_correct(
@@ -205,14 +210,41 @@ def mnn_correct(
     return out, n_pairs
 
 
-def _lognorm_scaled(x: sp.csr_matrix, max_value: float = 10.0) -> np.ndarray:
-    """normalize_total(1e4) -> log1p -> per-gene z-score clipped at ``max_value`` (dense)."""
-    y = log_normalize_rows(x, 1e4)
-    y = y.toarray() if sp.issparse(y) else np.asarray(y)
-    mean = y.mean(axis=0)
-    std = y.std(axis=0)
-    y = (y - mean) / np.where(std > 0, std, 1.0)
-    return np.clip(y, -max_value, max_value)
+def _scaled_blocks(x: sp.csr_matrix, genes: np.ndarray | None, max_value: float, block: int = 512):
+    """Blocks of columns of ``x`` after normalize_total(1e4) -> log1p -> clipped z-score.
+
+    Yields ``(columns, dense block)``; at most ``cells x block`` values are dense at a time.
+    """
+    y = sp.csc_matrix(log_normalize_rows(x, 1e4))
+    genes = np.arange(y.shape[1]) if genes is None else np.asarray(genes)
+    for start in range(0, genes.size, block):
+        cols = slice(start, min(start + block, genes.size))
+        d = y[:, genes[cols]].toarray()
+        std = d.std(axis=0)
+        d = (d - d.mean(axis=0)) / np.where(std > 0, std, 1.0)
+        yield cols, np.clip(d, -max_value, max_value)
+
+
+def _lognorm_scaled(
+    x: sp.csr_matrix, max_value: float = 10.0, genes: np.ndarray | None = None
+) -> np.ndarray:
+    """normalize_total(1e4) -> log1p -> per-gene z-score clipped at ``max_value`` (dense).
+
+    Only the columns ``genes`` (default all) are returned, computed block by block.
+    """
+    n_genes = x.shape[1] if genes is None else len(genes)
+    out = np.empty((x.shape[0], n_genes))
+    for cols, d in _scaled_blocks(x, genes, max_value):
+        out[:, cols] = d
+    return out
+
+
+def _scaled_variance(x: sp.csr_matrix, max_value: float = 10.0) -> np.ndarray:
+    """Per-gene variance of :func:`_lognorm_scaled` (without the cells x genes matrix)."""
+    out = np.empty(x.shape[1])
+    for cols, d in _scaled_blocks(x, None, max_value):
+        out[cols] = d.var(axis=0)
+    return out
 
 
 def _metacells(
@@ -303,11 +335,13 @@ def mnn_prior(
         else:
             assign[m] = np.arange(x.shape[0])
         counts[m] = x
-    scaled = {m: _lognorm_scaled(counts[m]) for m in names}
+    genes = None
     if len(common) > n_top_genes:
-        rank = sum(pd.Series(scaled[m].var(axis=0)).rank(ascending=False).to_numpy() for m in names)
+        rank = sum(
+            pd.Series(_scaled_variance(counts[m])).rank(ascending=False).to_numpy() for m in names
+        )
         genes = np.sort(np.argsort(rank, kind="stable")[:n_top_genes])
-        scaled = {m: s[:, genes] for m, s in scaled.items()}
+    scaled = {m: _lognorm_scaled(counts[m], genes=genes) for m in names}
     corrected, n_pairs = mnn_correct(
         *(scaled[m] for m in names), n_neighbors=n_neighbors, random_state=random_state
     )
