@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ._progress import quiet_progress
 from ._protocols import Split
 from ._result import MethodResult, Translator
 
@@ -343,7 +344,7 @@ def _multivi(
         max_epochs=max_epochs or 500,
         batch_size=batch_size,
         early_stopping=early_stopping,
-        enable_progress_bar=False,
+        **quiet_progress("multivi"),
     )
     t1 = time.perf_counter()
     latent_key = {rna: "expression", atac: "accessibility"}
@@ -445,7 +446,7 @@ def _totalvi(
         max_epochs=max_epochs,
         batch_size=batch_size,
         early_stopping=early_stopping,
-        enable_progress_bar=False,
+        **quiet_progress("totalvi"),
     )
     t1 = time.perf_counter()
     queries = {}
@@ -564,7 +565,7 @@ def fit_scmint_model(
     )
     t0 = time.perf_counter()
     net = cls(mdata, **model_kwargs, **(model_inputs or {}))
-    kw = dict(train_kwargs or {})
+    kw = quiet_progress(cls.__name__.lower(), train_kwargs)
     if max_epochs is not None:
         kw["max_epochs"] = max_epochs
     net.train(**kw)

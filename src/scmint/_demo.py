@@ -73,7 +73,7 @@ def _minnet(
     scvi.settings.seed = seed
     model = MINNET(ref)
     # 10x MinNet's learning rate so that a short run converges (the demo must be quick)
-    model.train(max_epochs=25, plan_kwargs={"lr": 1e-3}, enable_progress_bar=False)
+    model.train(max_epochs=25, plan_kwargs={"lr": 1e-3})
 
     def embed(modality: str, cells: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
@@ -105,7 +105,7 @@ def _conaae(
     scvi.settings.seed = seed
     model = CONAAE(cells, anchor_weight=0.1)
     # 10x Con-AAE's learning rate so that a short run converges (the demo must be quick)
-    model.train(max_epochs=20, plan_kwargs={"lr": 1e-3}, enable_progress_bar=False)
+    model.train(max_epochs=20, plan_kwargs={"lr": 1e-3})
 
     return _embedder(model, padded)
 
@@ -175,7 +175,6 @@ def _sccross(
         lr=2e-3,
         burnin_epochs=0,
         early_stopping=False,
-        enable_progress_bar=False,
     )
 
     return _embedder(model, padded)
@@ -229,7 +228,7 @@ def _clue(
     scvi.settings.seed = seed
     model = CLUE(cells)
     # a fixed, short schedule with larger minibatches (the demo must be quick)
-    model.train(max_epochs=CLUE_EPOCHS, batch_size=256, enable_progress_bar=False)
+    model.train(max_epochs=CLUE_EPOCHS, batch_size=256)
     return _embedder(model, padded)
 
 
