@@ -31,6 +31,7 @@ the host and copied asynchronously (``non_blocking=True``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -110,6 +111,12 @@ class CSRRows:
         return self.values.device
 
     @property
+    def density(self) -> float:
+        """Fraction of the matrix's entries that are stored (non-zero)."""
+        cells = (self.crow.numel() - 1) * self.n_cols
+        return self.values.numel() / cells if cells else 0.0
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the three tensors."""
         return sum(t.numel() * t.element_size() for t in (self.crow, self.col, self.values))
@@ -153,12 +160,17 @@ class CSRRows:
         """Rows ``rows`` as a sparse CSR float32 tensor on ``device`` (default :attr:`target`)."""
         crow, position, _ = self._gather(rows)
         target = self.target if device is None else torch.device(device)
-        return torch.sparse_csr_tensor(
-            crow.to(target, non_blocking=True),
-            self.col[position].to(target, non_blocking=True),
-            self.values[position].to(target, non_blocking=True),
-            size=(int(rows.numel()), self.n_cols),
-        )
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": it is used here
+            warnings.filterwarnings(
+                "ignore", message="Sparse CSR tensor support", category=UserWarning
+            )
+            return torch.sparse_csr_tensor(
+                crow.to(target, non_blocking=True),
+                self.col[position].to(target, non_blocking=True),
+                self.values[position].to(target, non_blocking=True),
+                size=(int(rows.numel()), self.n_cols),
+                check_invariants=False,  # valid by construction (cut from a canonical CSR)
+            )
 
 
 Field = CSRRows | torch.Tensor

@@ -21,6 +21,7 @@ from ._likelihoods import (
     ZeroInflatedLogNormal,
 )
 from ._losses import labelled_cross_entropy
+from ._sparse import SparseInputLinear
 
 __all__ = [
     "LIKELIHOODS",
@@ -33,6 +34,7 @@ __all__ = [
     "ModalityDiscriminator",
     "OptionalHeadsMixin",
     "SafeBatchNorm1d",
+    "SparseInputLinear",
     "cross_entropy_gan_loss",
     "labelled_cross_entropy",
     "frozen_batch_norm_stats",

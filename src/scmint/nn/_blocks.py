@@ -280,10 +280,41 @@ class FeatureScalerLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised, standardised and clipped ``x``."""
-        out = (self.normalize(x) - self.mean) / self.std
+        return self._standardize(self.normalize(x), self.mean, self.std)
+
+    def _standardize(self, v: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        out = (v - mean) / std
         if self.max_value is not None:
             out = out.clamp(-self.max_value, self.max_value)
         return out
+
+    def zero_value(self) -> torch.Tensor:
+        """What a zero input becomes in each feature, ``(n_features,)``.
+
+        Every normalisation maps 0 to 0, so this is the standardised, clipped 0.
+        """
+        return self._standardize(torch.zeros_like(self.mean), self.mean, self.std)
+
+    def scale_nonzero(
+        self, crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`forward` at the stored entries of a CSR minibatch (``crow``, ``col``, ``values``).
+
+        The library size of a row (``"log"``) is the sum of its stored values, as in the
+        dense rows they stand for.
+        """
+        counts = crow[1:] - crow[:-1]
+        row_of = torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts)
+        if self.normalization == "log":
+            lib = torch.zeros(counts.numel(), dtype=values.dtype, device=values.device)
+            lib = lib.index_add(0, row_of, values)
+            lib = torch.where(lib > 0, lib, torch.ones_like(lib))
+            v = torch.log1p(values / lib[row_of] * self.target_sum)
+        elif self.normalization == "clr":
+            v = torch.log1p(values / self.geometric_mean[col])
+        else:
+            v = values
+        return self._standardize(v, self.mean[col], self.std[col])
 
     def inverse(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the standardisation: back to the normalised (e.g. log1p) scale."""

@@ -69,8 +69,20 @@ def nb_log_prob(
         Numerical stability constant (scvi-tools': 1e-8).
     """
     log_theta_mu = torch.log(theta + mu + eps)
-    out = theta * (torch.log(theta + eps) - log_theta_mu) + x * (torch.log(mu + eps) - log_theta_mu)
-    return _nonzero_lgamma_terms(x, theta, out, eps)
+    out = theta * (torch.log(theta + eps) - log_theta_mu)
+    if x.device.type != "cpu":
+        out = out + x * (torch.log(mu + eps) - log_theta_mu)
+        return _nonzero_lgamma_terms(x, theta, out, eps)
+    # on a CPU every term with a factor x (and the log-gamma terms) only at the non-zeros
+    nz = torch.nonzero(x > eps, as_tuple=True)
+    xv, tv = x[nz], theta.expand_as(x)[nz]
+    terms = (
+        xv * (torch.log(mu[nz] + eps) - log_theta_mu[nz])
+        + torch.lgamma(xv + tv)
+        - torch.lgamma(tv)
+        - torch.lgamma(xv + 1)
+    )
+    return out.index_put(nz, terms, accumulate=True)
 
 
 def zinb_log_prob(

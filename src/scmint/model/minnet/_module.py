@@ -11,7 +11,7 @@ from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
 from scmint.data import data_key
-from scmint.nn import FeatureScalerLayer, SafeBatchNorm1d
+from scmint.nn import FeatureScalerLayer, SafeBatchNorm1d, SparseInputLinear
 from scmint.nn._blocks import InputNormalization
 
 from ._losses import flexible_margin, flexible_margin_contrastive_loss
@@ -22,18 +22,21 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "sigmoid": nn.Sigmo
 
 
 class _ModalityEncoder(nn.Module):
-    """``Linear(G -> H) -> activation -> BatchNorm1d(H)`` for one modality."""
+    """``Linear(G -> H) -> activation -> BatchNorm1d(H)`` over the scaled inputs of a modality.
+
+    The linear layer reads dense or sparse-CSR minibatches (:class:`~scmint.nn.SparseInputLinear`).
+    """
 
     def __init__(self, n_input: int, n_hidden: int, activation: str) -> None:
         super().__init__()
-        self.linear = nn.Linear(n_input, n_hidden)
+        self.linear = SparseInputLinear(n_input, n_hidden)
         self.activation = _ACTIVATIONS[activation]()
         # a minibatch can hold a single cell of one modality: SafeBatchNorm1d then uses
         # the running statistics
         self.norm = SafeBatchNorm1d(n_hidden)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.activation(self.linear(x)))
+    def forward(self, x: torch.Tensor, scaler: FeatureScalerLayer) -> torch.Tensor:
+        return self.norm(self.activation(self.linear(x, scaler)))
 
 
 class MINNETModule(BaseModuleClass):
@@ -42,10 +45,12 @@ class MINNETModule(BaseModuleClass):
     Each modality ``m`` has its own input layer (:class:`~scmint.nn.FeatureScalerLayer`:
     the normalisation and per-feature scaling fitted on the training cells, replayed on
     the device for every minibatch) and its own encoder ``Linear(G_m -> n_hidden) ->
-    activation -> BatchNorm1d(n_hidden)``. Two heads read the ``n_hidden``-d layer and are shared by
-    all modalities: ``Linear(n_hidden -> n_latent)`` (the co-embedding) and
-    ``Linear(n_hidden -> n_labels)`` (the cell-type classifier). Weights are
-    Xavier-uniform, biases standard normal, as in the reference implementation.
+    activation -> BatchNorm1d(n_hidden)``; a sparse modality's minibatches reach the
+    linear layer sparse (:class:`~scmint.nn.SparseInputLinear`). Two heads read the
+    ``n_hidden``-d layer and are shared by all modalities: ``Linear(n_hidden ->
+    n_latent)`` (the co-embedding) and ``Linear(n_hidden -> n_labels)`` (the cell-type
+    classifier). Weights are Xavier-uniform, biases standard normal, as in the reference
+    implementation.
 
     The loss is ``sum_m CE_m + contrastive_weight * L_con`` where ``L_con`` is
     :func:`~scmint.model.minnet.flexible_margin_contrastive_loss` over the minibatch's cell pairs,
@@ -147,14 +152,18 @@ class MINNETModule(BaseModuleClass):
     def reset_parameters(self) -> None:
         """Xavier-uniform weights and standard-normal biases of every linear layer."""
         for layer in self.modules():
-            if isinstance(layer, nn.Linear):
+            if isinstance(layer, nn.Linear | SparseInputLinear):
                 nn.init.xavier_uniform_(layer.weight)
                 nn.init.normal_(layer.bias)
 
     # ------------------------------------------------------------------ network
     def hidden(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """The ``n_hidden``-d representation of inputs (registered values) of one modality."""
-        return self.encoders[modality](self.scalers[modality](x))
+        """The ``n_hidden``-d representation of inputs (registered values) of one modality.
+
+        ``x`` is a dense or a sparse-CSR minibatch (the scaling is folded into the first
+        layer for a sparse one, see :class:`~scmint.nn.SparseInputLinear`).
+        """
+        return self.encoders[modality](x, self.scalers[modality])
 
     def embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """Co-embedding of inputs ``x`` (cells x features, registered values) of ``modality``."""
@@ -173,8 +182,8 @@ class MINNETModule(BaseModuleClass):
         z, logits = {}, {}
         for m, xm in x.items():
             if xm.shape[0] == 0:
-                z[m] = xm.new_zeros((0, self.n_latent))
-                logits[m] = xm.new_zeros((0, self.n_labels))
+                z[m] = torch.zeros((0, self.n_latent), device=xm.device)
+                logits[m] = torch.zeros((0, self.n_labels), device=xm.device)
                 continue
             h = self.hidden(xm, m)
             z[m] = self.embedding_head(h)

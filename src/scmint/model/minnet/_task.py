@@ -270,7 +270,16 @@ class SiamesePairDataset(Dataset):
         Modality names (keys :func:`scmint.data.data_key` and :func:`labels_key`).
     device
         Device of the minibatches (see :meth:`to`).
+    sparse_inputs
+        Hand a modality's rows to the module as a sparse CSR tensor (its first layer then
+        reads only the non-zeros, :class:`~scmint.nn.SparseInputLinear`) rather than
+        dense. ``None`` (default): for the modalities with at most
+        :attr:`SPARSE_MAX_DENSITY` of their entries non-zero (peaks, most RNA panels;
+        not proteins).
     """
+
+    SPARSE_MAX_DENSITY: float = 0.1
+    """Largest fraction of non-zero entries for which minibatches stay sparse by default."""
 
     def __init__(
         self,
@@ -278,6 +287,7 @@ class SiamesePairDataset(Dataset):
         labels: np.ndarray,
         modalities: Sequence[str],
         device: torch.device | str = "cpu",
+        sparse_inputs: bool | None = None,
     ) -> None:
         if not len(matrices) == len(modalities):
             raise ValueError("matrices and modalities must have the same length.")
@@ -285,6 +295,10 @@ class SiamesePairDataset(Dataset):
         if len(n) != 1 or len(labels) not in n:
             raise ValueError("All matrices and labels must hold the same cells.")
         self.matrices = [CSRRows.from_matrix(m, device) for m in matrices]
+        self.sparse = [
+            m.density <= self.SPARSE_MAX_DENSITY if sparse_inputs is None else bool(sparse_inputs)
+            for m in self.matrices
+        ]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.modalities = list(modalities)
         self.n_cells = int(len(self.labels))
@@ -315,7 +329,8 @@ class SiamesePairDataset(Dataset):
             first_row[in_first] = offset + np.searchsorted(rows, pairs.first_cell[in_first])
             second_row[in_second] = offset + np.searchsorted(rows, pairs.second_cell[in_second])
             offset += len(rows)
-            batch[data_key(m)] = self.matrices[k].dense_rows(torch.as_tensor(rows))
+            cut = self.matrices[k].sparse_rows if self.sparse[k] else self.matrices[k].dense_rows
+            batch[data_key(m)] = cut(torch.as_tensor(rows))
             batch[labels_key(m)] = torch.as_tensor(self.labels[rows]).to(self.device)
         differs = self.labels[pairs.first_cell] != self.labels[pairs.second_cell]
         distance = pairs.distance if pairs.distance is not None else np.ones(len(pairs))
