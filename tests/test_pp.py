@@ -520,6 +520,35 @@ def test_knn_graph(bmmc_multiome):
     assert (Db != D).nnz == 0
 
 
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_umap_connectivities_equal_umap(bmmc_multiome, duplicates):
+    """The numpy fuzzy simplicial set equals umap's (scanpy's weights), to float32 rounding.
+
+    With duplicated cells some neighbour distances are 0 (umap's rho then skips them).
+    """
+    from umap.umap_ import fuzzy_simplicial_set
+
+    Z, _ = pp.pca(bmmc_multiome["rna"], n_comps=15, n_top_genes=None)
+    if duplicates:
+        Z = np.vstack([Z, Z[:40], Z[:10]])
+    k = 15
+    idx, dist = pp.knn_indices(Z, n_neighbors=k)
+    ours = pp.umap_connectivities(idx, dist)
+    n = Z.shape[0]
+    ref, _, _ = fuzzy_simplicial_set(
+        sp.coo_matrix((n, 1)),
+        k + 1,
+        0,
+        "euclidean",
+        knn_indices=np.hstack([np.arange(n)[:, None], idx]),
+        knn_dists=np.hstack([np.zeros((n, 1), dtype=np.float32), dist]),
+    )
+    ref = ref.tocsr()
+    assert (ours != 0).sum() == (ref != 0).sum()
+    assert abs(ours - ref).max() < 1e-4
+    np.testing.assert_allclose(ours[ref.nonzero()].A1, ref[ref.nonzero()].A1, rtol=1e-4)
+
+
 @pytest.mark.skipif(
     not os.environ.get("SCMINT_SLOW_TESTS"),
     reason="pynndescent JIT-compiles for ~40 s; set SCMINT_SLOW_TESTS=1",
