@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The speed issue's GPU check in one go: benchmarks/gpu_speed.py on SNARE-seq tiled 10x
-# (103k cells), every model and MULTIVI, 2 epochs each, nvidia-smi sampled every 200 ms.
+# (103k cells), every model and MULTIVI, 2 epochs each, nvidia-smi sampled every 200 ms;
+# then benchmarks/first_layer.py (dense vs sparse first layer on the GPU).
 #
 # Run on the device machine from the repository root, carrying `.whl` (Python 3.12 wheels of
 # what its image lacks: scvi-tools, anndata, mudata, muon, scanpy, ...; see the device
@@ -22,4 +23,6 @@ fi
 nvidia-smi > "$OUT/nvidia_smi_start.txt" 2>&1 || true
 PYTHONUNBUFFERED=1 python3 benchmarks/gpu_speed.py --tile 10 --epochs 2 --out "$OUT" "$@" \
     2>&1 | tee "$OUT/gpu_speed.log"
-exit "${PIPESTATUS[0]}"
+rc=${PIPESTATUS[0]}
+python3 benchmarks/first_layer.py > "$OUT/first_layer.md" 2>&1
+exit "$rc"
