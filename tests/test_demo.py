@@ -13,8 +13,16 @@ def _foscttm(report_md: str) -> float:
     return float(row.split("|")[2])
 
 
-def test_demo_on_simulator_writes_report(tmp_path):
+def test_demo_on_simulator_writes_report(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--n-cells", "800"]) == 0
+    # one progress line per step, with the elapsed time
+    steps = re.findall(r"^\[demo (\d+):(\d\d)\] (.*)$", capsys.readouterr().out, flags=re.M)
+    assert [s[2] for s in steps][0] == "simulating 800 cells"
+    assert steps[-1][2] == f"report written to {tmp_path / 'report.html'}"
+    for method in ("cca", "minnet", "conaae", "sccross", "clue"):
+        assert any(s[2].startswith(f"{method}: trained in ") for s in steps), method
+    elapsed = [int(m) * 60 + int(sec) for m, sec, _ in steps]
+    assert elapsed == sorted(elapsed)
     md_text = (tmp_path / "report.md").read_text()
     html_text = (tmp_path / "report.html").read_text()
     assert (tmp_path / "embedding_cca.png").stat().st_size > 10_000

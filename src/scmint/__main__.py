@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 
@@ -22,9 +23,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from ._demo import run_demo
+    with warnings.catch_warnings():  # torch's pynvml deprecation notice at import
+        warnings.simplefilter("ignore", FutureWarning)
+        from ._demo import run_demo
 
-    report = run_demo(
+    run_demo(
         path=args.data,
         out_dir=args.out,
         modalities=args.modalities,
@@ -32,7 +35,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         n_cells=args.n_cells,
     )
-    print(f"Report written to {report}")
     return 0
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -247,6 +249,30 @@ def _methods() -> dict:
     }
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep the demo's output to its step lines and progress bars.
+
+    Lightning's device banner and tips (INFO log lines) and library deprecation notices
+    (FutureWarning: mudata's pull-on-update, pynvml; Lightning's LeafSpec notice) are not
+    shown while the demo runs; other warnings are.
+    """
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message="The number of training batches")
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+@_quiet()
 def run_demo(
     path: str | Path | None = None,
     out_dir: str | Path = "demo_output",
@@ -279,6 +305,14 @@ def run_demo(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clock = time.perf_counter()
+
+    def step(message: str) -> None:
+        """One progress line: elapsed minutes:seconds, then what the demo does."""
+        minutes, seconds = divmod(int(time.perf_counter() - clock), 60)
+        print(f"[demo {minutes:d}:{seconds:02d}] {message}", flush=True)
+
+    step("loading the data" if path is not None else f"simulating {n_cells} cells")
     mdata, source = _load(path, seed, n_cells)
     padded = data.pad_mudata(mdata, modalities=modalities)
     mod_a, mod_b = list(padded.mod)[:2]
@@ -298,10 +332,13 @@ def run_demo(
     reference, query = paired[order[:n_ref]], paired[order[n_ref:]]
 
     rows, figures = [], []
-    for name, method in _methods().items():
+    methods = _methods()
+    for i, (name, method) in enumerate(methods.items(), start=1):
+        step(f"{name} ({i}/{len(methods)}): training on {len(reference)} reference cells")
         start = time.perf_counter()
         embed = method(padded, mod_a, mod_b, reference, seed, labels_key=labels_key)
         train_time = time.perf_counter() - start
+        step(f"{name}: trained in {train_time:.0f} s; scoring and plotting")
         z_a = embed(mod_a, np.flatnonzero(has_a))
         z_b = embed(mod_b, np.flatnonzero(has_b))
         # query cells: held-out paired cells embedded one modality at a time
@@ -345,6 +382,7 @@ def run_demo(
     _write_markdown(out / "report.md", summary, table, figures)
     report = out / "report.html"
     _write_html(report, summary, table, figures)
+    step(f"report written to {report}")
     return report
 
 
