@@ -562,3 +562,23 @@ def test_knn_graph_pynndescent(bmmc_multiome):
     recall = ((D_exact != 0).multiply(D_apx != 0)).nnz / D_exact.nnz
     assert recall > 0.9
     assert abs(C_apx - C_apx.T).max() == 0
+
+
+def test_fitting_a_transform_keeps_torch_threads():
+    """scanpy's numba kernels (normalize_total, HVG) reset torch's thread count; fit must not.
+
+    On a machine with one core numba uses one thread and this cannot fail; CI has two.
+    """
+    import torch
+
+    from scmint.data import simulate_multiome
+
+    mdata = simulate_multiome(n_cells=200, n_genes=200, n_peaks=300, seed=0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pp.LogNormPCA(n_comps=5).fit(mdata["rna"])
+        pp.TfidfLSI(n_comps=5).fit(mdata["atac"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from copy import deepcopy
 
 import anndata as ad
@@ -11,6 +10,8 @@ import mudata as md
 import numpy as np
 import pandas as pd
 from scipy import sparse
+
+from .._quiet import quiet_libraries
 
 INDICATOR_PREFIX = "has_"
 """Prefix of the 0/1 columns in ``mdata.obs`` that say which modalities a cell has."""
@@ -136,8 +137,9 @@ def _categories(s: pd.Series) -> list:
     return list(pd.unique(s.dropna()))
 
 
+@quiet_libraries()
 def pad_mudata(
-    mdata: md.MuData,
+    mdata: md.MuData | Mapping[str, ad.AnnData],
     modalities: Sequence[str] | None = None,
     indicator_prefix: str = INDICATOR_PREFIX,
 ) -> md.MuData:
@@ -152,7 +154,8 @@ def pad_mudata(
     Parameters
     ----------
     mdata
-        MuData with two or more modalities. Cells with the same ``obs_names`` in two
+        MuData with two or more modalities, or a dict ``{modality: AnnData}`` (read as
+        ``mudata.MuData(mdata)``). Cells with the same ``obs_names`` in two
         modalities were measured together; the modalities may hold identical
         (paired), disjoint (unpaired) or overlapping (mosaic) cell sets.
     modalities
@@ -186,11 +189,17 @@ def pad_mudata(
     >>> padded = scmint.data.pad_mudata(mosaic)
     >>> int(padded.obs["has_rna"].sum()) == mosaic["rna"].n_obs
     True
+    >>> padded = scmint.data.pad_mudata({"rna": mosaic["rna"], "atac": mosaic["atac"]})
     """
+    if isinstance(mdata, Mapping) and not isinstance(mdata, md.MuData):
+        bad = {m: type(a).__name__ for m, a in mdata.items() if not isinstance(a, ad.AnnData)}
+        if bad:
+            raise TypeError(f"pad_mudata's dict must map modality names to AnnData; got {bad}.")
+        mdata = md.MuData(dict(mdata))
     if not isinstance(mdata, md.MuData):
         raise TypeError(
-            f"pad_mudata expects a mudata.MuData, got {type(mdata).__name__}. Build one with "
-            "mudata.MuData({'rna': adata_rna, 'atac': adata_atac})."
+            f"pad_mudata expects a mudata.MuData or a dict of AnnData, got "
+            f"{type(mdata).__name__}; e.g. pad_mudata({{'rna': adata_rna, 'atac': adata_atac}})."
         )
     names = list(mdata.mod.keys()) if modalities is None else list(modalities)
     unknown = [m for m in names if m not in mdata.mod]
@@ -216,9 +225,7 @@ def pad_mudata(
     for name, adata in zip(names, mods, strict=True):
         obs[indicator_key(name, indicator_prefix)] = cells.isin(adata.obs_names).astype(np.int8)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        out = md.MuData(padded)
+    out = md.MuData(padded)
     out.obs = obs
     out.uns.update(deepcopy(dict(mdata.uns)))
     out.uns[PADDING_UNS_KEY] = {"modalities": names, "indicator_prefix": indicator_prefix}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .._quiet import quiet_libraries
 from ._padding import (
     INDICATOR_PREFIX,
     check_unique_cells,
@@ -58,6 +59,7 @@ def infer_modality(adata: ad.AnnData, reference_features: Mapping[str, pd.Index]
     )
 
 
+@quiet_libraries()
 def prepare_query_mudata(
     query: md.MuData | ad.AnnData,
     reference_features: Mapping[str, pd.Index],
@@ -101,9 +103,7 @@ def prepare_query_mudata(
             modality = infer_modality(query, reference_features)
         if modality not in reference_features:
             raise KeyError(f"Unknown modality '{modality}': the model has {names}.")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            query = md.MuData({modality: query})
+        query = md.MuData({modality: query})
     if not isinstance(query, md.MuData):
         raise TypeError(f"Query must be a MuData or an AnnData, got {type(query).__name__}.")
     unknown = [m for m in query.mod if m not in reference_features]
@@ -133,13 +133,11 @@ def prepare_query_mudata(
         obs = query.obs.copy()
         out_mods = {m: mods[m] for m in names}
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            tmp = (
-                pad_mudata(md.MuData(mods), indicator_prefix=indicator_prefix)
-                if len(mods) > 1
-                else None
-            )
+        tmp = (
+            pad_mudata(md.MuData(mods), indicator_prefix=indicator_prefix)
+            if len(mods) > 1
+            else None
+        )
         if tmp is not None:
             out_mods = {m: tmp.mod[m] for m in present}
             obs = tmp.obs
@@ -159,9 +157,7 @@ def prepare_query_mudata(
             if col not in obs.columns and ":" not in col:
                 obs[col] = query.obs[col].reindex(cells)
         out_mods = {m: out_mods[m] for m in names}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        out = md.MuData(out_mods)
+    out = md.MuData(out_mods)
     out.obs = obs.loc[out.obs_names]
     out.uns["scmint_padding"] = {"modalities": names, "indicator_prefix": indicator_prefix}
     return out

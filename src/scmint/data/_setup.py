@@ -24,6 +24,7 @@ from scvi.data.fields import (
 )
 from scvi.model.base._save_load import _load_saved_files
 
+from .._quiet import quiet_libraries
 from ._padding import INDICATOR_PREFIX, PADDING_UNS_KEY, check_padded, indicator_key
 from ._validation import (
     check_cells,
@@ -239,9 +240,7 @@ def _features_in_training_order(
         stacklevel=3,
     )
     mods = {m: reordered[m].copy() if m in reordered else a for m, a in mdata.mod.items()}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        out = md.MuData(mods)
+    out = md.MuData(mods)
     out.obs = mdata.obs.copy()
     out.uns.update(deepcopy(dict(mdata.uns)))
     return out
@@ -262,6 +261,7 @@ class MuDataSetupMixin:
     _count_modalities_default: str | tuple[str, ...] = ()
 
     @classmethod
+    @quiet_libraries()
     def setup_mudata(
         cls,
         mdata: md.MuData,
@@ -332,6 +332,7 @@ class MuDataSetupMixin:
         cls.register_manager(manager)
 
     @classmethod
+    @quiet_libraries()
     def load(cls, dir_path: str, adata: md.MuData | None = None, **kwargs: Any):
         """Load a saved model, registering ``adata`` (or the MuData saved with it).
 
@@ -355,7 +356,10 @@ class MuDataSetupMixin:
         """
         if adata is not None:
             adata = _features_in_training_order(cls.__name__, dir_path, adata, kwargs.get("prefix"))
-        return super().load(dir_path, adata=adata, **kwargs)
+        with warnings.catch_warnings():
+            # scvi-tools' rare-label notice concerns training; setup showed it already
+            warnings.filterwarnings("ignore", message=r"Category .* has fewer than 3 cells")
+            return super().load(dir_path, adata=adata, **kwargs)
 
     @classmethod
     def _extra_fields(cls, mdata: md.MuData) -> list[BaseAnnDataField]:

@@ -20,6 +20,7 @@ import scanpy as sc
 import scipy.sparse as sp
 from anndata import AnnData
 
+from scmint._threads import keep_torch_threads
 from scmint.data._validation import check_counts
 
 from ._utils import (
@@ -234,6 +235,7 @@ class FittedTransform:
         return obj
 
     # ----------------------------------------------------------------- internals
+    @keep_torch_threads()  # scanpy's numba kernels reset torch's thread count
     def _fit_and_store(
         self,
         adata: AnnData | Matrix,

@@ -4,12 +4,14 @@ from ._adversarial import GeneratorDiscriminatorPlan, detach_outputs
 from ._best import RestoreBestWeights
 from ._logging import LossLoggingMixin
 from ._optim import make_optimizer
+from ._runner import QuietTrainRunner
 from ._schedule import AUTO_EPOCH_CAP, progress_epochs
 
 __all__ = [
     "AUTO_EPOCH_CAP",
     "GeneratorDiscriminatorPlan",
     "LossLoggingMixin",
+    "QuietTrainRunner",
     "RestoreBestWeights",
     "detach_outputs",
     "make_optimizer",

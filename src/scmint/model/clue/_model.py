@@ -26,7 +26,12 @@ from scmint.model._base import (
 )
 from scmint.nn._blocks import INPUT_NORMALIZATIONS
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
-from scmint.train import GeneratorDiscriminatorPlan, RestoreBestWeights, progress_epochs
+from scmint.train import (
+    GeneratorDiscriminatorPlan,
+    QuietTrainRunner,
+    RestoreBestWeights,
+    progress_epochs,
+)
 
 from ._module import ALIGNMENTS, JOINT_RULES, Alignment, CLUEModule, JointRule
 
@@ -116,6 +121,7 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
     _module_cls = CLUEModule
     _training_plan_cls = GeneratorDiscriminatorPlan
     _data_splitter_cls = RegisteredDataSplitter
+    _train_runner_cls = QuietTrainRunner
     _latent_key = "X_clue"
     #: Space of :meth:`translate`'s output: ``"counts"``, counts or count-scale means
     #: (compared after ``log1p(x / rowsum * 1e4)``); ``"lognorm"`` would be that already.

@@ -21,7 +21,7 @@ from scmint.model._base import (
     resolve_normalization,
 )
 from scmint.nn._adversarial import ADVERSARIAL_LOSSES, AdversarialLoss
-from scmint.train import GeneratorDiscriminatorPlan
+from scmint.train import GeneratorDiscriminatorPlan, QuietTrainRunner
 
 from ._module import CONAAEModule
 
@@ -168,6 +168,7 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
     _module_cls = CONAAEModule
     _training_plan_cls = GeneratorDiscriminatorPlan
     _data_splitter_cls = RegisteredDataSplitter
+    _train_runner_cls = QuietTrainRunner
     _latent_key = "X_conaae"
     #: Space of :meth:`translate`'s output with the defaults (``scale="normalized"``,
     #: ``normalization="log"``, ``target_sum=1e4``): ``"lognorm"``, that is

@@ -14,7 +14,6 @@ import torch
 from scipy import sparse
 from scvi import REGISTRY_KEYS, settings
 from scvi.model.base import BaseModelClass
-from scvi.train import TrainRunner
 
 from scmint.data import MuDataSetupMixin, indicator_key
 from scmint.model._base import (
@@ -25,6 +24,7 @@ from scmint.model._base import (
     keep_torch_threads,
     resolve_normalization,
 )
+from scmint.train import QuietTrainRunner
 
 from ._module import Activation, MINNETModule
 from ._task import (
@@ -135,7 +135,7 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
     _module_cls = MINNETModule
     _training_plan_cls = SiameseTrainingPlan
     _data_module_cls = SiameseDataModule
-    _train_runner_cls = TrainRunner
+    _train_runner_cls = QuietTrainRunner
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ from scmint.model._base import (
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from scmint.pp import FeatureScaler, FittedTransform, LogNormPCA, TfidfLSI
 from scmint.tl import smoothing_operator
-from scmint.train import GeneratorDiscriminatorPlan, progress_epochs
+from scmint.train import GeneratorDiscriminatorPlan, QuietTrainRunner, progress_epochs
 
 from ._gene_sets import GeneSetScorePCA
 from ._mnn import common_gene_names, mnn_prior
@@ -179,6 +179,7 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
     _module_cls = SCCROSSModule
     _training_plan_cls = GeneratorDiscriminatorPlan
     _data_splitter_cls = RegisteredDataSplitter
+    _train_runner_cls = QuietTrainRunner
     _latent_key = "X_sccross"
     #: Space of :meth:`translate`'s output: ``"counts"``, counts or count-scale means
     #: (compared after ``log1p(x / rowsum * 1e4)``); ``"lognorm"`` would be that already.
