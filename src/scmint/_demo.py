@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import html
-import logging
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import mudata as md
 import numpy as np
 import pandas as pd
+import psutil
+from scipy import sparse
 
 from . import data, metrics, pl, tl
+from ._demo_report import (
+    MethodResult,
+    measure_peak_memory,
+    plot_confusions,
+    plot_translation,
+    verdicts,
+    write_html,
+    write_markdown,
+)
+from ._quiet import quiet_libraries
 
 
 def _load(path: str | Path | None, seed: int, n_cells: int) -> tuple[md.MuData, str]:
@@ -25,9 +34,7 @@ def _load(path: str | Path | None, seed: int, n_cells: int) -> tuple[md.MuData, 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; pass a .h5mu file or no --data.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return md.read_h5mu(path), str(path)
+    return data.read_h5mu(path), str(path)
 
 
 def _cca(
@@ -38,7 +45,7 @@ def _cca(
     seed: int,
     labels_key: str | None = None,
 ):
-    """Fit the linear CCA baseline on the reference pairs; return an embedding function.
+    """Fit the linear CCA baseline on the reference pairs; return ``(embed, None)``.
 
     ``labels_key`` is not used: CCA is unsupervised.
     """
@@ -49,7 +56,7 @@ def _cca(
     def embed(modality: str, cells: np.ndarray) -> np.ndarray:
         return model.transform(padded[modality][cells], modality=modality)
 
-    return embed
+    return embed, None
 
 
 def _minnet(
@@ -60,7 +67,7 @@ def _minnet(
     seed: int,
     labels_key: str = "cell_type",
 ):
-    """Train MINNET on the labelled reference pairs; return an embedding function.
+    """Train MINNET on the labelled reference pairs; return ``(embed, model)``.
 
     The query cells are embedded one modality at a time, as new unpaired data.
     """
@@ -82,7 +89,7 @@ def _minnet(
             warnings.simplefilter("ignore", UserWarning)
             return model.get_latent_representation(padded[modality][cells], modality=modality)
 
-    return embed
+    return embed, model
 
 
 def _conaae(
@@ -93,7 +100,7 @@ def _conaae(
     seed: int,
     labels_key: str = "cell_type",
 ):
-    """Train CONAAE on every cell but the held-out queries; return an embedding function.
+    """Train CONAAE on every cell but the held-out queries; return ``(embed, model)``.
 
     Single-modality cells train as they are (Con-AAE aligns unpaired data); the known
     pairs of the reference cells add the anchor loss.
@@ -109,7 +116,7 @@ def _conaae(
     # 10x Con-AAE's learning rate so that a short run converges (the demo must be quick)
     model.train(max_epochs=20, plan_kwargs={"lr": 1e-3})
 
-    return _embedder(model, padded)
+    return _embedder(model, padded), model
 
 
 def _gene_matrices(cells: md.MuData, modalities: Sequence[str]) -> dict:
@@ -146,7 +153,7 @@ def _sccross(
     seed: int,
     labels_key: str = "cell_type",
 ):
-    """Train SCCROSS on every cell but the held-out queries; return an embedding function.
+    """Train SCCROSS on every cell but the held-out queries; return ``(embed, model)``.
 
     ``labels_key`` is not used (SCCROSS is unsupervised). The MNN prior comes from ATAC
     gene activity when the genes have coordinates (the simulator's do); the known pairs
@@ -179,7 +186,7 @@ def _sccross(
         early_stopping=False,
     )
 
-    return _embedder(model, padded)
+    return _embedder(model, padded), model
 
 
 SCCROSS_EPOCHS = 10
@@ -214,7 +221,7 @@ def _clue(
     seed: int,
     labels_key: str = "cell_type",
 ):
-    """Train CLUE on every cell but the held-out queries; return an embedding function.
+    """Train CLUE on every cell but the held-out queries; return ``(embed, model)``.
 
     ``labels_key`` is not used (CLUE's classifier is optional; the demo scores label
     transfer, so it trains without labels). Single-modality cells train as they are, the
@@ -231,7 +238,7 @@ def _clue(
     model = CLUE(cells)
     # a fixed, short schedule with larger minibatches (the demo must be quick)
     model.train(max_epochs=CLUE_EPOCHS, batch_size=256)
-    return _embedder(model, padded)
+    return _embedder(model, padded), model
 
 
 CLUE_EPOCHS = 30
@@ -239,7 +246,13 @@ CLUE_EPOCHS = 30
 
 
 def _methods() -> dict:
-    """Methods the demo runs: the linear baseline and every scmint model available."""
+    """Methods the demo runs: the linear baseline and every scmint model available.
+
+    Each is called as ``method(padded, mod_a, mod_b, reference, seed, labels_key=...)``
+    and returns ``(embed, model)``: ``embed(modality, rows)`` embeds rows of ``padded``
+    from one modality alone; ``model`` is the trained scmint model (None for the
+    baseline), used for the translation plot.
+    """
     return {
         "cca": _cca,
         "minnet": _minnet,
@@ -249,30 +262,7 @@ def _methods() -> dict:
     }
 
 
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Keep the demo's output to its step lines and progress bars.
-
-    Lightning's device banner and tips (INFO log lines) and library deprecation notices
-    (FutureWarning: mudata's pull-on-update, pynvml; Lightning's LeafSpec notice) are not
-    shown while the demo runs; other warnings are.
-    """
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        warnings.filterwarnings("ignore", message="The number of training batches")
-        for logger in loggers:
-            logger.setLevel(logging.WARNING)
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels, strict=True):
-                logger.setLevel(level)
-
-
-@_quiet()
+@quiet_libraries()
 def run_demo(
     path: str | Path | None = None,
     out_dir: str | Path = "demo_output",
@@ -331,45 +321,42 @@ def run_demo(
     n_ref = int(0.8 * len(paired))
     reference, query = paired[order[:n_ref]], paired[order[n_ref:]]
 
-    rows, figures = [], []
-    methods = _methods()
+    labels = obs[labels_key].to_numpy()
+    rows_a, rows_b = np.flatnonzero(has_a), np.flatnonzero(has_b)
+    pos_a, pos_b = np.searchsorted(rows_a, query), np.searchsorted(rows_b, query)
+    markers = _marker_features(padded[mod_a][query])
+    results, methods = [], _methods()
+    rss_before = psutil.Process().memory_info().rss / 2**20
     for i, (name, method) in enumerate(methods.items(), start=1):
         step(f"{name} ({i}/{len(methods)}): training on {len(reference)} reference cells")
         start = time.perf_counter()
-        embed = method(padded, mod_a, mod_b, reference, seed, labels_key=labels_key)
-        train_time = time.perf_counter() - start
-        step(f"{name}: trained in {train_time:.0f} s; scoring and plotting")
-        z_a = embed(mod_a, np.flatnonzero(has_a))
-        z_b = embed(mod_b, np.flatnonzero(has_b))
+        with measure_peak_memory() as memory:
+            embed, model = method(padded, mod_a, mod_b, reference, seed, labels_key=labels_key)
+            train_time = time.perf_counter() - start
+            step(f"{name}: trained in {train_time:.0f} s; scoring and plotting")
+            z_a, z_b = embed(mod_a, rows_a), embed(mod_b, rows_b)
+            translated = _translate_markers(model, padded, mod_b, mod_a, query, markers)
         # query cells: held-out paired cells embedded one modality at a time
-        pos_a = np.searchsorted(np.flatnonzero(has_a), query)
-        pos_b = np.searchsorted(np.flatnonzero(has_b), query)
-        labels = obs[labels_key].to_numpy()
         scores = metrics.integration_scores(
             z_a[pos_a], z_b[pos_b], labels[query], labels[query], paired=True
         )
-        rows.append({"method": name, **scores, "train_time_s": train_time})
+        scores |= {"train_time_s": train_time, "peak_rss_mb": memory["peak_rss_mb"]}
+        if "peak_gpu_mb" in memory:
+            scores["peak_gpu_mb"] = memory["peak_gpu_mb"]
+        predicted = tl.transfer_labels(z_a[pos_a], labels[query], z_b[pos_b], k=5)
+        results.append(
+            MethodResult(
+                name=name,
+                scores=scores,
+                umap_png=_plot_embedding(
+                    out, name, z_a, z_b, obs, has_a, has_b, labels_key, mod_a, mod_b
+                ),
+                confusion=(labels[query], predicted),
+                translation=translated,
+            )
+        )
 
-        joint = tl.stack_embeddings(
-            {mod_a: z_a, mod_b: z_b},
-            {mod_a: obs.loc[has_a, [labels_key]], mod_b: obs.loc[has_b, [labels_key]]},
-        )
-        joint.obs["measured"] = np.where(
-            np.concatenate([has_b[has_a], has_a[has_b]]), "paired", "single modality"
-        )
-        tl.umap(joint)
-        fig_path = out / f"embedding_{name}.png"
-        fig = pl.embedding(
-            joint,
-            color=("modality", labels_key, "measured"),
-            title=f"{name}: {mod_a} and {mod_b} cells, each embedded from one modality",
-            save=fig_path,
-            show=False,
-        )
-        plt.close(fig)
-        figures.append((name, fig_path.name))
-
-    table = pd.DataFrame(rows).set_index("method")
+    table = pd.DataFrame([{"method": r.name, **r.scores} for r in results]).set_index("method")
     summary = {
         "data": source,
         "modalities": f"{mod_a} ({padded[mod_a].n_vars} features), "
@@ -378,45 +365,113 @@ def run_demo(
         f"{int((has_a & ~has_b).sum())} {mod_a} only, {int((has_b & ~has_a).sum())} {mod_b} only",
         "reference / query": f"{len(reference)} paired reference cells train; "
         f"{len(query)} held-out paired cells are scored, each modality embedded alone",
+        "machine": _machine(),
+        "memory before the methods": f"{rss_before:.0f} MB resident (data and libraries)",
     }
-    _write_markdown(out / "report.md", summary, table, figures)
-    report = out / "report.html"
-    _write_html(report, summary, table, figures)
+    figures = [
+        (
+            f"Label transfer {mod_a} → {mod_b} on the held-out cells",
+            plot_confusions(results, mod_a, mod_b, out / "label_transfer.png"),
+        )
+    ]
+    translation_png = plot_translation(
+        results,
+        _lognorm_columns(padded[mod_a][query], markers),
+        mod_b,
+        mod_a,
+        out / "translation.png",
+    )
+    if translation_png is not None:
+        figures.append((f"{mod_a} predicted from {mod_b}", translation_png))
+    verdict = verdicts(table, mod_a, mod_b)
+    write_markdown(out / "report.md", summary, table, results, verdict, figures, mod_a, mod_b)
+    report = write_html(
+        out / "report.html", summary, table, results, verdict, figures, mod_a, mod_b
+    )
     step(f"report written to {report}")
     return report
 
 
-_SCORE_NOTES = (
-    "FOSCTTM: fraction of cells closer than the true partner (lower is better, 0.5 is "
-    "random). Recall@10 and matching score: higher is better. Label transfer: 5-NN "
-    "accuracy from one modality's cells to the other's. ASW: scib-metrics silhouettes "
-    "(cell type: higher separates types; modality: higher mixes modalities)."
-)
-
-
-def _write_markdown(path: Path, summary: dict, table: pd.DataFrame, figures: list) -> None:
-    lines = ["# scmint demo report", ""]
-    lines += [f"- **{k}**: {v}" for k, v in summary.items()]
-    lines += ["", "## Scores on held-out paired cells", "", table.round(3).to_markdown(), ""]
-    lines += [_SCORE_NOTES, ""]
-    for name, fig in figures:
-        lines += [f"## {name}", "", f"![{name} embedding]({fig})", ""]
-    path.write_text("\n".join(lines))
-
-
-def _write_html(path: Path, summary: dict, table: pd.DataFrame, figures: list) -> None:
-    items = "".join(
-        f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in summary.items()
+def _plot_embedding(
+    out: Path,
+    name: str,
+    z_a: np.ndarray,
+    z_b: np.ndarray,
+    obs: pd.DataFrame,
+    has_a: np.ndarray,
+    has_b: np.ndarray,
+    labels_key: str,
+    mod_a: str,
+    mod_b: str,
+) -> Path:
+    """UMAP of every cell's embedding from each modality, by modality, type and measurement."""
+    joint = tl.stack_embeddings(
+        {mod_a: z_a, mod_b: z_b},
+        {mod_a: obs.loc[has_a, [labels_key]], mod_b: obs.loc[has_b, [labels_key]]},
     )
-    figs = "".join(
-        f"<h2>{html.escape(n)}</h2><img src='{html.escape(f)}' style='max-width:100%'>"
-        for n, f in figures
+    joint.obs["measured"] = np.where(
+        np.concatenate([has_b[has_a], has_a[has_b]]), "paired", "single modality"
     )
-    path.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>scmint demo</title>"
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>"
-        f"</head><body><h1>scmint demo report</h1><ul>{items}</ul>"
-        "<h2>Scores on held-out paired cells</h2>"
-        f"{table.round(3).to_html()}<p>{html.escape(_SCORE_NOTES)}</p>{figs}</body></html>"
+    tl.umap(joint)
+    path = out / f"embedding_{name}.png"
+    fig = pl.embedding(
+        joint,
+        color=("modality", labels_key, "measured"),
+        title=f"{name}: {mod_a} and {mod_b} cells, each embedded from one modality",
+        save=path,
+        show=False,
     )
+    plt.close(fig)
+    return path
+
+
+N_MARKERS = 4
+"""Features shown in the translation plot."""
+
+
+def _marker_features(measured) -> list[str]:
+    """The ``N_MARKERS`` features whose log-normalised values vary most over ``measured``."""
+    from sklearn.utils.sparsefuncs import mean_variance_axis
+
+    from .pp._utils import log_normalize_rows
+
+    x = log_normalize_rows(measured.X)
+    if hasattr(x, "toarray"):
+        variance = mean_variance_axis(sparse.csr_matrix(x), axis=0)[1]
+    else:
+        variance = np.asarray(x).var(axis=0)
+    return list(measured.var_names[np.argsort(-variance)[:N_MARKERS]])
+
+
+def _lognorm_columns(adata, features: Sequence[str]) -> dict[str, np.ndarray]:
+    """``log1p(x / rowsum * 1e4)`` of the rows of ``adata``, for ``features``."""
+    from .pp._utils import log_normalize_rows
+
+    x = log_normalize_rows(adata.X)[:, adata.var_names.get_indexer(features)]
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+    return {f: x[:, j] for j, f in enumerate(features)}
+
+
+def _translate_markers(model, padded, source, target, rows, markers) -> dict[str, np.ndarray]:
+    """Marker features of ``target`` predicted from ``source`` alone (log-normalised)."""
+    if model is None:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        predicted = model.translate(padded[source][rows].copy(), source=source, target=target)
+    if getattr(model, "translation_space", "counts") == "lognorm":
+        x = predicted[:, list(markers)].X
+        x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+        return {f: x[:, j] for j, f in enumerate(markers)}
+    return _lognorm_columns(predicted, markers)
+
+
+def _machine() -> str:
+    """Where the demo ran: CPU cores and torch threads, or the GPU."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name()}"
+    return f"CPU: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
