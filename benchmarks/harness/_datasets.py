@@ -7,6 +7,8 @@ from pathlib import Path
 
 import mudata as md
 
+from scmint.data import read_h5mu
+
 #: Datasets of the benchmark: name -> (modality pair, labels key, batch key, feature kinds,
 #: and optional side files in the dataset's folder: ``gene_peak_links``, a genes x peaks
 #: matrix with rows in RNA and columns in ATAC feature order).
@@ -102,7 +104,7 @@ def load_dataset(name: str) -> md.MuData:
             f"holding <name>/<name>.h5mu. Known datasets: {sorted(DATASETS)}."
         )
     md.set_options(pull_on_update=False)
-    return md.read_h5mu(path)
+    return read_h5mu(path)
 
 
 def dataset_info(name: str) -> dict:

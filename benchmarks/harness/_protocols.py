@@ -8,6 +8,8 @@ import anndata as ad
 import mudata as md
 import numpy as np
 
+from scmint._quiet import quiet_libraries
+
 from ._datasets import dataset_info, dataset_path, load_dataset
 
 PROTOCOLS = ("P1", "P2", "P3")
@@ -190,6 +192,7 @@ def make_p3(mdata: md.MuData, name: str, info: dict) -> Split:
 _BUILDERS = {"P1": make_p1, "P2": make_p2, "P3": make_p3}
 
 
+@quiet_libraries()
 def make_split(dataset: str | md.MuData, protocol: str, info: dict | None = None) -> Split:
     """Build the split of ``protocol`` for a dataset.
 
