@@ -17,6 +17,7 @@ from scipy import sparse
 from . import data, metrics, pl, tl
 from ._demo_report import (
     MethodResult,
+    Report,
     measure_peak_memory,
     plot_confusions,
     plot_translation,
@@ -398,13 +399,11 @@ def run_demo(
     )
     if translation_png is not None:
         figures.append((f"{mod_a} predicted from {mod_b}", translation_png))
-    verdict = verdicts(table, mod_a, mod_b)
-    write_markdown(out / "report.md", summary, table, results, verdict, figures, mod_a, mod_b)
-    report = write_html(
-        out / "report.html", summary, table, results, verdict, figures, mod_a, mod_b
-    )
-    step(f"report written to {report}")
-    return report
+    report = Report(summary, table, results, verdicts(table, mod_a, mod_b), figures, mod_a, mod_b)
+    write_markdown(out / "report.md", report)
+    written = write_html(out / "report.html", report)
+    step(f"report written to {written}")
+    return written
 
 
 def _plot_embedding(

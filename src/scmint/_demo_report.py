@@ -67,6 +67,19 @@ class MethodResult:
     translation: dict[str, np.ndarray] = field(default_factory=dict)  # feature -> predicted
 
 
+@dataclass
+class Report:
+    """Everything the report shows: written by :func:`write_html` and :func:`write_markdown`."""
+
+    summary: Mapping[str, str]
+    table: pd.DataFrame
+    results: Sequence[MethodResult]
+    verdict: Mapping[str, str]
+    figures: Sequence[tuple[str, Path]]
+    mod_a: str
+    mod_b: str
+
+
 @contextmanager
 def measure_peak_memory(interval: float = 0.05) -> Iterator[dict[str, float]]:
     """Sample this process's resident memory while the block runs; yield a result dict.
@@ -289,17 +302,10 @@ def _table_html(table: pd.DataFrame) -> str:
     return f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
 
 
-def write_html(
-    path: Path,
-    summary: Mapping[str, str],
-    table: pd.DataFrame,
-    results: Sequence[MethodResult],
-    verdict: Mapping[str, str],
-    extra_figures: Sequence[tuple[str, Path]],
-    mod_a: str,
-    mod_b: str,
-) -> Path:
+def write_html(path: Path, report: Report) -> Path:
     """Write the report as one self-contained HTML file (figures embedded)."""
+    summary, table, results, verdict = report.summary, report.table, report.results, report.verdict
+    extra_figures, mod_a, mod_b = report.figures, report.mod_a, report.mod_b
     items = "".join(
         f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in summary.items()
     )
@@ -324,17 +330,10 @@ def write_html(
     return path
 
 
-def write_markdown(
-    path: Path,
-    summary: Mapping[str, str],
-    table: pd.DataFrame,
-    results: Sequence[MethodResult],
-    verdict: Mapping[str, str],
-    extra_figures: Sequence[tuple[str, Path]],
-    mod_a: str,
-    mod_b: str,
-) -> Path:
+def write_markdown(path: Path, report: Report) -> Path:
     """Write the report as Markdown beside its PNG figures."""
+    summary, table, results, verdict = report.summary, report.table, report.results, report.verdict
+    extra_figures, mod_a, mod_b = report.figures, report.mod_a, report.mod_b
     best = best_rows(table)
     shown = table.copy().astype(object)
     for column in shown.columns:
