@@ -205,7 +205,7 @@ def plot_confusions(results: Sequence[MethodResult], mod_a: str, mod_b: str, pat
         table = pd.crosstab(
             pd.Categorical(true, labels), pd.Categorical(pred, labels), dropna=False
         ).to_numpy(dtype=float)
-        table /= np.maximum(table.sum(axis=1, keepdims=True), 1)
+        table = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
         image = ax.imshow(table, vmin=0, vmax=1, cmap="Blues")
         ax.set_title(f"{result.name}: {np.mean(true == pred):.2f} correct", fontsize=10)
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
