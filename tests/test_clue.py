@@ -9,6 +9,7 @@ import scvi
 import torch
 
 import scmint
+from _simulation import common_state, simulate_and_place
 from _splits import fit_model, make_split, score_split
 from scmint.data import data_key, mask_key
 from scmint.metrics import foscttm, label_transfer_accuracy
@@ -263,6 +264,26 @@ def test_model_api_on_mosaic(pbmc_mosaic):
     np.testing.assert_allclose(
         knock.X, knock.layers["translated_perturbed"] - knock.layers["translated"], atol=1e-5
     )
+
+
+def test_simulate_and_normalized_expression(cite_p1):
+    model = cite_p1[1].model
+    state, share = common_state(model, "cell_type")
+    out, fractions = simulate_and_place(model, "cell_type", state)
+    assert all(f > 0.5 for f in fractions.values()), (fractions, share)
+    np.testing.assert_allclose(np.linalg.norm(out.obsm["X_clue"], axis=1), 1.0, rtol=1e-5)
+    assert np.allclose(out["rna"].X.data, np.round(out["rna"].X.data))  # sampled counts
+    # frequencies: the decoded negative-binomial means at library size 1
+    rows = np.arange(30)
+    freq = model.get_normalized_expression(modality="rna", indices=rows)
+    assert list(freq.index) == list(model.adata.obs_names[rows])
+    np.testing.assert_allclose(freq.to_numpy().sum(axis=1), 1.0, atol=1e-3)  # + EPS per gene
+    joint = model.translate(source="joint", target="rna", indices=rows, library=1.0)
+    np.testing.assert_allclose(freq.to_numpy(), joint.X, rtol=1e-5)  # default source: joint
+    from_adt = model.get_normalized_expression(
+        modality="rna", indices=rows, source="adt", return_numpy=True
+    )
+    assert not np.allclose(from_adt, freq.to_numpy())
 
 
 def test_save_load_round_trip(cite_p1, tmp_path):

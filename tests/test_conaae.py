@@ -10,6 +10,7 @@ import scvi
 import torch
 
 import scmint
+from _simulation import common_state
 from _splits import make_split
 from scmint.model import CONAAE
 from scmint.model.conaae import CONAAEModule, batch_hard_triplet_loss, mmd_rbf
@@ -307,6 +308,29 @@ def test_query_forms_predict_and_joint(multiome):
     assert np.mean(pred == labels) > 2 * majority
     soft = model.predict(split.query[b], modality=b, soft=True)
     np.testing.assert_allclose(soft.to_numpy().sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_simulate(cite):
+    model, split, padded = cite
+    state, share = common_state(model, "cell_type")
+    out = model.simulate("cell_type", state, n_cells=60)
+    assert list(out["rna"].obs_names) == list(out["adt"].obs_names)  # paired
+    assert isinstance(out["rna"].X, np.ndarray)  # decoded log-normalised values, not counts
+    assert model.translation_space_of("rna") == "lognorm"
+    # each simulated RNA profile is nearest (correlation) to its state's mean profile
+    has = padded.obs["has_rna"].to_numpy() > 0
+    x = padded["rna"].X[has].toarray()
+    lognorm = np.log1p(x / np.maximum(x.sum(1, keepdims=True), 1) * 1e4)
+    labels = padded.obs["cell_type"].astype(str).to_numpy()[has]
+    types = np.unique(labels)
+    centroids = np.stack([lognorm[labels == t].mean(0) for t in types])
+    corr = np.corrcoef(out["rna"].X, centroids)[: out.n_obs, out.n_obs :]
+    frac = float(np.mean(types[corr.argmax(1)] == state))
+    assert frac > 0.5, (frac, share)
+    standardized = model.simulate("cell_type", state, n_cells=60, scale="standardized")
+    assert not np.allclose(standardized["adt"].X, out["adt"].X)
+    with pytest.raises(TypeError, match="does not take"):
+        model.simulate("cell_type", state, sample=True)
 
 
 def test_translate_and_perturb(cite):

@@ -10,6 +10,7 @@ import torch
 from scipy import sparse
 
 import scmint
+from _simulation import simulate_and_place
 from scmint.model import SCCROSS
 from scmint.model.sccross import gram_alignment_loss
 from scmint.nn import BatchLikelihoodDecoder, ZeroInflatedLogNormal
@@ -341,25 +342,55 @@ def test_translation_beats_mean_profile(bmmc_heldout):
 
 def test_simulated_cells_land_near_their_type(simulated):
     model, sim, rna, atac, padded = simulated
-    out = model.simulate("cell_type", "type1", n_cells=80, seed=0)
-    assert set(out.mod) == {"rna", "atac"}
-    assert list(out["rna"].obs_names) == list(out["atac"].obs_names)  # paired
-    assert out["rna"].n_obs == 80 and (out.obs["cell_type"] == "type1").all()
-    assert np.allclose(out["rna"].X.data, np.round(out["rna"].X.data))
+    out, fractions = simulate_and_place(model, "cell_type", "type1", n_cells=80)
+    assert all(f > 0.6 for f in fractions.values()), fractions  # chance 0.25
+    assert sparse.issparse(out["rna"].X)
+    assert np.allclose(out["rna"].X.data, np.round(out["rna"].X.data))  # sampled counts
+    assert out.uns["sccross_simulation"]["sample"] is True
     n_type = int((padded.obs["cell_type"] == "type1").sum())
     assert model.simulate("cell_type", "type1", fold=0.5)["rna"].n_obs == round(0.5 * n_type)
-    z_real = model.get_latent_representation(modality="joint")
-    labels = padded.obs["cell_type"].to_numpy()
-    for m in ("rna", "atac"):
-        z_sim = model.get_latent_representation(out[m], modality=m)
-        predicted = scmint.tl.transfer_labels(z_real, labels, z_sim, k=10)
-        predicted = predicted[0] if isinstance(predicted, tuple) else predicted
-        frac = float(np.mean(np.asarray(predicted) == "type1"))
-        assert frac > 0.6, (m, frac)  # chance 0.25
+    means = model.simulate("cell_type", "type1", n_cells=20, sample=False, library=500.0)
+    np.testing.assert_allclose(means["rna"].X.sum(axis=1), 500.0, rtol=1e-3)
+    again = model.simulate("cell_type", "type1", n_cells=80, seed=0)
+    assert (again["rna"].X != out["rna"].X).nnz == 0  # a seed repeats the cells
     with pytest.raises(ValueError, match="No registered cell"):
         model.simulate("cell_type", "nope")
     with pytest.raises(KeyError, match="column"):
         model.simulate("nope", "type1")
+    with pytest.raises(TypeError, match="does not take"):
+        model.simulate("cell_type", "type1", scale="normalized")
+    with pytest.raises(ValueError, match="n_cells"):
+        model.simulate("cell_type", "type1", n_cells=0)
+
+
+def test_normalized_expression(simulated):
+    model, sim, rna, atac, padded = simulated
+    rows = np.flatnonzero(padded.obs["has_rna"].to_numpy() > 0)[:40]
+    freq = model.get_normalized_expression(modality="rna", indices=rows)
+    assert list(freq.columns) == list(padded["rna"].var_names)
+    assert list(freq.index) == list(padded.obs_names[rows])
+    np.testing.assert_allclose(freq.to_numpy().sum(axis=1), 1.0, rtol=1e-4)  # frequencies
+    per_10k = model.get_normalized_expression(
+        modality="rna", indices=rows, library_size=1e4, return_numpy=True
+    )
+    # the likelihood adds EPS = 1e-7 to its mean, so library 1e4 is 1e4 x (freq - EPS) + EPS
+    np.testing.assert_allclose(per_10k, 1e4 * freq.to_numpy(), rtol=1e-5, atol=2e-3)
+    batches = [str(b) for b in model.adata_manager.get_state_registry("batch").categorical_mapping]
+    one, two = (
+        model.get_normalized_expression(
+            modality="rna", indices=rows, transform_batch=b, return_numpy=True
+        )
+        for b in batches[:2]
+    )
+    both = model.get_normalized_expression(
+        modality="rna", indices=rows, transform_batch=batches[:2], return_numpy=True
+    )
+    np.testing.assert_allclose(both, (one + two) / 2, rtol=1e-5, atol=1e-9)
+    assert not np.allclose(one, two)  # batch-specific decoder parameters
+    with pytest.raises(ValueError, match="library_size"):
+        model.get_normalized_expression(modality="rna", library_size=0)
+    with pytest.raises(KeyError, match="Unknown batch"):
+        model.get_normalized_expression(modality="rna", transform_batch="nope")
 
 
 def test_perturbation_and_screen_recover_de_genes(simulated):

@@ -24,6 +24,7 @@ from scmint.model._base import (
     make_feature_scaler,
     resolve_per_modality,
 )
+from scmint.model._generative import NormalizedExpressionMixin, SimulationMixin
 from scmint.nn._blocks import INPUT_NORMALIZATIONS
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from scmint.train import (
@@ -45,7 +46,14 @@ def _check_weight(name: str, value: float) -> float:
     return float(value)
 
 
-class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass):
+class CLUE(
+    UnsupervisedTrainingMixin,
+    SimulationMixin,
+    NormalizedExpressionMixin,
+    MultiModalMixin,
+    MuDataSetupMixin,
+    BaseModelClass,
+):
     """CLUE: cross-linked unified embedding of paired, unpaired and mosaic multi-omics.
 
     The model of Tu et al. (CLUE, NeurIPS 2021 multimodal integration competition;
@@ -62,7 +70,11 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
     that need it: no random stand-in profile is drawn, unlike the published code.
 
     Translation (:meth:`translate`) returns the target decoder's mean, on the count scale
-    for count likelihoods: ``translation_space = "counts"``.
+    for count likelihoods: ``translation_space = "counts"``. :meth:`simulate` draws
+    codes of a cell state (the mean and spread of its cells' embeddings, projected onto
+    the unit sphere) and decodes every modality from each code: matched counts.
+    :meth:`get_normalized_expression` gives the decoded means at a fixed library size
+    (frequencies at 1) from the joint embedding.
 
     Deviations from the published code, all documented where they apply: count
     likelihoods use the observed library size of the profile they score, and
@@ -490,6 +502,12 @@ class CLUE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseMod
             dist = self.module.decode(ub, target, b, lib)
             out[start:stop] = (dist.sample() if sample else dist.mean).float().cpu().numpy()
         return out
+
+    def _finish_codes(self, z: np.ndarray) -> np.ndarray:
+        """Drawn codes on the unit sphere when embeddings are normalised (as in training)."""
+        if not self.module.normalize:
+            return z
+        return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
     # ------------------------------------------------------------------ public API hooks
     _translation_options = ("sample", "library", "batch")

@@ -20,6 +20,7 @@ from scmint.model._base import (
     check_positive_int,
     resolve_normalization,
 )
+from scmint.model._generative import SimulationMixin
 from scmint.nn._adversarial import ADVERSARIAL_LOSSES, AdversarialLoss
 from scmint.train import GeneratorDiscriminatorPlan, QuietTrainRunner
 
@@ -62,7 +63,13 @@ def _weight(name: str, value: float | None, default: float) -> float:
     return float(value)
 
 
-class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass):
+class CONAAE(
+    UnsupervisedTrainingMixin,
+    SimulationMixin,
+    MultiModalMixin,
+    MuDataSetupMixin,
+    BaseModelClass,
+):
     """Con-AAE: contrastive cycle adversarial autoencoders for unpaired multi-omics.
 
     The model of Wang et al. (Con-AAE) for two or more modalities whose cells need not
@@ -105,7 +112,9 @@ class CONAAE(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseM
     with ``scale="normalized"`` (default), undoes the standardisation: a target
     normalised with ``"log"`` comes back as ``log1p(x / library * target_sum)``
     (``translation_space = "lognorm"`` for the default ``target_sum=1e4``; see
-    :meth:`translation_space_of`).
+    :meth:`translation_space_of`). :meth:`simulate` draws codes of a cell state (the
+    mean and spread of its cells' embeddings) and decodes every modality from each code
+    into the same space: matched normalised profiles, not counts.
 
     Parameters
     ----------

@@ -27,6 +27,7 @@ from scmint.model._base import (
     keep_torch_threads,
     resolve_per_modality,
 )
+from scmint.model._generative import NormalizedExpressionMixin, SimulationMixin
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from scmint.pp import FeatureScaler, FittedTransform, LogNormPCA, TfidfLSI
 from scmint.tl import smoothing_operator
@@ -64,7 +65,14 @@ def _merge_histories(first: dict | None, second: dict | None) -> dict:
     return out
 
 
-class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass):
+class SCCROSS(
+    UnsupervisedTrainingMixin,
+    SimulationMixin,
+    NormalizedExpressionMixin,
+    MultiModalMixin,
+    MuDataSetupMixin,
+    BaseModelClass,
+):
     """scCross: per-modality VAEs, bidirectional aligners, GANs and a common-gene MNN prior.
 
     The model of Yang et al. (scCross) for two or more modalities measured in the same
@@ -740,126 +748,18 @@ class SCCROSS(UnsupervisedTrainingMixin, MultiModalMixin, MuDataSetupMixin, Base
             out[start:stop] = x.float().cpu().numpy()
         return out
 
-    # ------------------------------------------------------------------ public API
-    def simulate(
-        self,
-        obs_key: str,
-        value: Any,
-        n_cells: int | None = None,
-        fold: float = 1.0,
-        modalities: Sequence[str] | None = None,
-        sample: bool = True,
-        library: str | float = "observed",
-        batch: str | int | None = None,
-        seed: int = 0,
-        batch_size: int | None = None,
-    ) -> md.MuData:
-        """Simulate matched multi-omics cells of one cell state.
+    def _state_codes(
+        self, x, rows: np.ndarray, modality: str, batch_size: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ScCross's state distribution: mean posterior mean and mean posterior std of ``z``.
 
-        scCross's simulation: the registered cells with ``obs[obs_key] == value`` are
-        encoded into the joint space from every modality they have; per modality the
-        mean of their ``z`` means and the mean of their ``z`` standard deviations are
-        taken, and averaged over the modalities. New codes are drawn from that Gaussian
-        and every modality is decoded from the same code, so the cells are paired.
-
-        Parameters
-        ----------
-        obs_key
-            Column of the registered ``mdata.obs`` (e.g. ``"cell_type"``).
-        value
-            The state (a value of that column).
-        n_cells
-            Number of cells; default ``fold`` times the number of registered cells in
-            the state.
-        fold
-            Multiple of the state's cell count when ``n_cells`` is not given (1).
-        modalities
-            Modalities to generate (default all).
-        sample
-            Draw counts from the likelihood (default) instead of means.
-        library
-            ``"observed"`` (library sizes resampled from the state's cells of each
-            modality), ``"mean"`` (the state's mean) or a number.
-        batch
-            Batch (name or code) of the decoders (default the first).
-        seed
-            Seed of the latent codes, libraries and counts.
-        batch_size
-            Cells per forward pass.
-
-        Returns
-        -------
-        Paired MuData (every modality holds every simulated cell, same ``obs_names``)
-        with ``obs[obs_key] = value``, the codes in ``obsm["X_sccross"]`` and the
-        settings in ``uns["sccross_simulation"]``.
+        The inputs are those of all registered cells of ``modality`` (the smoothing
+        graph spans them), of which the state's rows are encoded.
         """
-        self._check_if_trained(warn=True)
-        obs = self.adata.obs
-        if obs_key not in obs.columns:
-            raise KeyError(f"'{obs_key}' is not a column of the registered mdata.obs.")
-        in_state = (obs[obs_key].astype(object) == value).to_numpy()
-        if not in_state.any():
-            values = pd.unique(obs[obs_key].astype(object))[:10].tolist()
-            raise ValueError(f"No registered cell has {obs_key} == {value!r} (e.g. {values}).")
-        mods = list(self.modalities if modalities is None else modalities)
-        for m in mods:
-            self._check_modality(m)
-        if n_cells is None:
-            if not (np.isfinite(fold) and fold > 0):
-                raise ValueError(f"fold must be a positive number, got {fold!r}.")
-            n_cells = max(1, round(fold * int(in_state.sum())))
-        check_positive_int(n_cells=n_cells)
-        n_cells = int(n_cells)
-        locs, scales, libs = [], [], {}
-        for m in self.modalities:
-            rows = np.flatnonzero(in_state & self._registered_mask(m))
-            if rows.size == 0:
-                continue
-            x = self._registered(m)
-            all_rows = np.flatnonzero(self._registered_mask(m))
-            h = self._encoder_inputs(x[all_rows], m)[np.searchsorted(all_rows, rows)]
-            loc, scale = self._encode_inputs(h, m, batch_size)
-            locs.append(loc.mean(axis=0))
-            scales.append(scale.mean(axis=0))
-            libs[m] = np.asarray(x[rows].sum(axis=1)).ravel()
-        mean, std = np.mean(locs, axis=0), np.mean(scales, axis=0)
-        rng = np.random.default_rng(seed)
-        z = (mean + std * rng.standard_normal((n_cells, mean.size))).astype(np.float32)
-        torch.manual_seed(seed)
-        names = pd.Index([f"sim{i:05d}" for i in range(n_cells)])
-        obs_sim = pd.DataFrame({obs_key: pd.Categorical([value] * n_cells)}, index=names)
-        adatas = {}
-        for m in mods:
-            observed = libs.get(m, np.asarray([self.library_mean_[m]]))
-            if isinstance(library, str) and library == "observed":
-                lib = rng.choice(observed, size=n_cells)
-            elif isinstance(library, str) and library == "mean":
-                lib = np.full(n_cells, observed.mean())
-            else:
-                lib = library
-            if self.likelihoods_[m] in COUNT_LIKELIHOODS:
-                lib = np.maximum(np.asarray(lib, dtype=np.float32), 1.0)
-            else:
-                lib = 1.0
-            x = self._decode_z(z, m, sample, lib, batch, batch_size)
-            adatas[m] = ad.AnnData(
-                X=sparse.csr_matrix(x),
-                obs=obs_sim.copy(),
-                var=pd.DataFrame(index=self.adata.mod[m].var_names.copy()),
-            )
-        with md.set_options(pull_on_update=False):
-            out = md.MuData(adatas)
-            out.obs[obs_key] = obs_sim[obs_key].to_numpy()
-        out.obsm[self._latent_key] = z
-        out.uns["sccross_simulation"] = {
-            "obs_key": obs_key,
-            "value": str(value),
-            "n_cells": n_cells,
-            "n_reference_cells": int(in_state.sum()),
-            "sample": sample,
-            "seed": seed,
-        }
-        return out
+        all_rows = np.flatnonzero(self._registered_mask(modality))
+        h = self._encoder_inputs(x[all_rows], modality)[np.searchsorted(all_rows, rows)]
+        loc, scale = self._encode_inputs(h, modality, batch_size)
+        return loc.mean(axis=0), scale.mean(axis=0)
 
     @classmethod
     def load(cls, dir_path: str, adata: md.MuData | None = None, **kwargs: Any) -> SCCROSS:
