@@ -286,6 +286,34 @@ def test_simulate_and_normalized_expression(cite_p1):
     assert not np.allclose(from_adt, freq.to_numpy())
 
 
+def test_elbo_and_reconstruction_error(cite_p1):
+    split, result = cite_p1
+    model = result.model
+    rows = np.arange(200)
+    elbo = model.get_elbo(indices=rows, return_mean=False)
+    assert elbo.shape == (200,) and np.isfinite(elbo).all() and (elbo < 0).all()
+    assert np.isclose(model.get_elbo(indices=rows), elbo.mean())
+    untrained = CLUE(model.adata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "not trained"
+        assert model.get_elbo(indices=rows) > untrained.get_elbo(indices=rows) + 100
+    # held-out cells (query, with their batch): their own profiles are far likelier
+    # than the same counts shuffled across genes
+    query = split.query["rna"][:200].copy()
+    error = model.get_reconstruction_error(query)
+    assert set(error) == {"reconstruction_loss_rna", "reconstruction_loss_adt"}
+    assert np.isnan(error["reconstruction_loss_adt"])  # the query has no ADT
+    shuffled = query.copy()
+    x = shuffled.X.toarray()
+    rng = np.random.default_rng(0)
+    shuffled.X = np.stack([rng.permutation(row) for row in x])
+    worse = model.get_reconstruction_error(shuffled)["reconstruction_loss_rna"]
+    assert worse > 1.2 * error["reconstruction_loss_rna"], (worse, error)
+    query.obs["batch"] = "nowhere"
+    with pytest.raises(ValueError, match="not registered batches"):
+        model.get_elbo(query)
+
+
 def test_save_load_round_trip(cite_p1, tmp_path):
     split, _ = cite_p1
     mdata = scmint.data.pad_mudata(split.train)

@@ -393,6 +393,20 @@ def test_normalized_expression(simulated):
         model.get_normalized_expression(modality="rna", transform_batch="nope")
 
 
+def test_elbo_and_reconstruction_error(simulated):
+    model, sim, rna, atac, padded = simulated
+    error = model.get_reconstruction_error(return_mean=False)
+    has_rna = padded.obs["has_rna"].to_numpy() > 0
+    assert np.isfinite(error["reconstruction_loss_rna"][has_rna]).all()
+    assert np.isnan(error["reconstruction_loss_rna"][~has_rna]).all()  # P2: one modality each
+    elbo = model.get_elbo(return_mean=False)
+    assert elbo.shape == (padded.n_obs,) and np.isfinite(elbo).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no prior; "not trained"
+        untrained = SCCROSS(padded)
+        assert model.get_elbo() > untrained.get_elbo() + 10
+
+
 def test_perturbation_and_screen_recover_de_genes(simulated):
     model, sim, rna, atac, padded = simulated
     truth = sim.uns["simulation"]

@@ -10,6 +10,8 @@ Two mixins for the models with decoders, written once over the hooks of
 - :class:`NormalizedExpressionMixin` (the models with count decoders, SCCROSS and
   CLUE): scvi-tools' ``get_normalized_expression``, the decoded mean at a chosen library
   size and decoder batch.
+- :class:`EvidenceMixin` (the VAE models, SCCROSS and CLUE): scvi-tools'
+  ``get_reconstruction_error`` and ``get_elbo``, per modality.
 """
 
 from __future__ import annotations
@@ -311,3 +313,124 @@ class NormalizedExpressionMixin:
         if return_numpy:
             return mean
         return pd.DataFrame(mean, index=out.obs_names.copy(), columns=out.var_names.copy())
+
+
+class EvidenceMixin:
+    """scvi-tools' ``get_reconstruction_error`` and ``get_elbo`` for the VAE models.
+
+    Model hook: ``_elbo_terms(x, modality, batch_codes, batch_size) -> (nll, kl)``, per
+    cell: the negative log-likelihood of the rows of ``x`` under ``modality``'s decoder,
+    summed over features, at the posterior mean of the cell's code, and the KL
+    divergence of the posterior from the standard Normal prior.
+    """
+
+    def _cell_batch_codes(self, obs: pd.DataFrame) -> np.ndarray:
+        """Registry batch codes of cells (registered, or a query with the batch column)."""
+        from scvi import REGISTRY_KEYS
+
+        if obs is self.adata.obs:
+            codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
+            return np.asarray(codes).ravel().astype(np.int64)
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+        names = [str(c) for c in state.categorical_mapping]
+        key = state.original_key
+        if key not in obs.columns:
+            if len(names) == 1:  # set up without batch_key: one batch
+                return np.zeros(len(obs), dtype=np.int64)
+            raise ValueError(
+                f"The query cells have no '{key}' column, so their decoder batch is unknown. "
+                f"Add obs['{key}'] with one of the registered batches {names}."
+            )
+        values = obs[key].astype(str).to_numpy()
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(
+                f"Batches {unknown[:5]} of the query are not registered batches {names}; "
+                "the model has no decoder parameters for them."
+            )
+        return np.asarray([names.index(v) for v in values], dtype=np.int64)
+
+    def _evidence(self, mdata, indices, batch_size) -> tuple[Any, dict, dict]:
+        self._check_if_trained(warn=True)
+        cells = self._cells(mdata, None, indices)
+        codes = self._cell_batch_codes(cells.obs)
+        nll, kl = {}, {}
+        for m in self.modalities:
+            rows = np.flatnonzero(cells.has[m])
+            nll[m] = np.full(cells.n_obs, np.nan)
+            kl[m] = np.full(cells.n_obs, np.nan)
+            if rows.size:
+                nll[m][rows], kl[m][rows] = self._elbo_terms(
+                    cells.matrices[m][rows], m, codes[rows], batch_size
+                )
+        return cells, nll, kl
+
+    def get_reconstruction_error(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        batch_size: int | None = None,
+        return_mean: bool = True,
+    ) -> dict[str, float | np.ndarray]:
+        """Negative log-likelihood of each modality's profiles under its own decoder.
+
+        Per cell and modality: ``-log p(x_k | u_k)`` summed over the features of ``k``,
+        with ``u_k`` the posterior mean of the cell's code from ``x_k`` (deterministic)
+        and the cell's own batch and library size.
+
+        Parameters
+        ----------
+        mdata
+            As in :meth:`get_latent_representation`; query cells need the registered
+            batch column (one of the registered batches) unless set up without one.
+        indices
+            Positions of the cells (default all).
+        batch_size
+            Cells per forward pass.
+        return_mean
+            Mean over the cells measured in each modality (default), or one value per
+            cell (NaN where a cell lacks the modality).
+
+        Returns
+        -------
+        ``{"reconstruction_loss_<modality>": value}`` for every modality.
+        """
+        _, nll, _ = self._evidence(mdata, indices, batch_size)
+        if not return_mean:
+            return {f"reconstruction_loss_{m}": v for m, v in nll.items()}
+        return {  # NaN for a modality none of the cells has
+            f"reconstruction_loss_{m}": float(v[np.isfinite(v)].mean())
+            if np.isfinite(v).any()
+            else float("nan")
+            for m, v in nll.items()
+        }
+
+    def get_elbo(
+        self,
+        mdata: md.MuData | ad.AnnData | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        batch_size: int | None = None,
+        return_mean: bool = True,
+    ) -> float | np.ndarray:
+        """Evidence lower bound of each cell's measured profiles (higher is better).
+
+        The sum over the modalities a cell was measured in of its per-modality bound
+        ``log p(x_k | u_k) - KL(q(u_k | x_k) || N(0, I))``, the likelihood evaluated at
+        the posterior mean (see :meth:`get_reconstruction_error`). As scvi-tools'
+        ``get_elbo``, the bound itself (a log-probability, so negative for counts),
+        not the loss.
+
+        Parameters
+        ----------
+        mdata, indices, batch_size
+            As in :meth:`get_reconstruction_error`.
+        return_mean
+            Mean over the cells (default), or one value per cell.
+
+        Returns
+        -------
+        The mean bound, or one per cell.
+        """
+        _, nll, kl = self._evidence(mdata, indices, batch_size)
+        per_cell = -np.nansum([nll[m] + kl[m] for m in self.modalities], axis=0)
+        return float(per_cell.mean()) if return_mean else per_cell

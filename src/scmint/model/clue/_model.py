@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+from torch.distributions import Normal, kl_divergence
 
-from scmint.data import MuDataSetupMixin, RegisteredDataSplitter
+from scmint.data import MuDataSetupMixin, RegisteredDataSplitter, row_batches
 from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
@@ -24,7 +25,11 @@ from scmint.model._base import (
     make_feature_scaler,
     resolve_per_modality,
 )
-from scmint.model._generative import NormalizedExpressionMixin, SimulationMixin
+from scmint.model._generative import (
+    EvidenceMixin,
+    NormalizedExpressionMixin,
+    SimulationMixin,
+)
 from scmint.nn._blocks import INPUT_NORMALIZATIONS
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from scmint.train import (
@@ -50,6 +55,7 @@ class CLUE(
     UnsupervisedTrainingMixin,
     SimulationMixin,
     NormalizedExpressionMixin,
+    EvidenceMixin,
     MultiModalMixin,
     MuDataSetupMixin,
     BaseModelClass,
@@ -502,6 +508,26 @@ class CLUE(
             dist = self.module.decode(ub, target, b, lib)
             out[start:stop] = (dist.sample() if sample else dist.mean).float().cpu().numpy()
         return out
+
+    @torch.inference_mode()
+    def _elbo_terms(
+        self, x, modality: str, batch_codes: np.ndarray, batch_size: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cell NLL of ``x`` (own block, normalised posterior mean) and KL."""
+        self.module.eval()
+        count = self.likelihoods_[modality] in COUNT_LIKELIHOODS
+        nll = np.empty(x.shape[0])
+        kl = np.empty(x.shape[0])
+        for rows, block in row_batches(x, batch_size or INFERENCE_BATCH, self.device):
+            q = self.module.encode(block, modality)
+            b = torch.as_tensor(batch_codes[rows], device=self.device)
+            lib = block.sum(1, keepdim=True).clamp(min=1.0) if count else None
+            dist = self.module.decode(self.module._unit(q.loc), modality, b, lib)
+            target = self.module._target(block, modality)
+            nll[rows] = -dist.log_prob(target).sum(1).double().cpu().numpy()
+            prior = Normal(torch.zeros_like(q.loc), torch.ones_like(q.scale))
+            kl[rows] = kl_divergence(q, prior).sum(1).double().cpu().numpy()
+        return nll, kl
 
     def _finish_codes(self, z: np.ndarray) -> np.ndarray:
         """Drawn codes on the unit sphere when embeddings are normalised (as in training)."""

@@ -17,6 +17,7 @@ from scipy import sparse
 from scvi import REGISTRY_KEYS
 from scvi.data.fields import MuDataNumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+from torch.distributions import Normal, kl_divergence
 
 from scmint.data import MuDataSetupMixin, RegisteredDataSplitter, row_batches
 from scmint.model._base import (
@@ -27,7 +28,11 @@ from scmint.model._base import (
     keep_torch_threads,
     resolve_per_modality,
 )
-from scmint.model._generative import NormalizedExpressionMixin, SimulationMixin
+from scmint.model._generative import (
+    EvidenceMixin,
+    NormalizedExpressionMixin,
+    SimulationMixin,
+)
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from scmint.pp import FeatureScaler, FittedTransform, LogNormPCA, TfidfLSI
 from scmint.tl import smoothing_operator
@@ -69,6 +74,7 @@ class SCCROSS(
     UnsupervisedTrainingMixin,
     SimulationMixin,
     NormalizedExpressionMixin,
+    EvidenceMixin,
     MultiModalMixin,
     MuDataSetupMixin,
     BaseModelClass,
@@ -747,6 +753,25 @@ class SCCROSS(
             x = px.sample() if sample else px.mean
             out[start:stop] = x.float().cpu().numpy()
         return out
+
+    @torch.inference_mode()
+    def _elbo_terms(
+        self, x, modality: str, batch_codes: np.ndarray, batch_size: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cell NLL of ``x`` (posterior mean of ``u_k``) and KL of ``q(u_k | h_k)``."""
+        self.module.eval()
+        h = self._encoder_inputs(x, modality)
+        nll = np.empty(x.shape[0])
+        kl = np.empty(x.shape[0])
+        for rows, block in row_batches(x, batch_size or INFERENCE_BATCH, self.device):
+            hb = torch.as_tensor(h[rows], device=self.device)
+            q = self.module.encode(hb, modality)
+            b = torch.as_tensor(batch_codes[rows], device=self.device)
+            dist = self.module.decode(q.loc, modality, b, block.sum(1, keepdim=True))
+            nll[rows] = -dist.log_prob(block).sum(1).double().cpu().numpy()
+            prior = Normal(torch.zeros_like(q.loc), torch.ones_like(q.scale))
+            kl[rows] = kl_divergence(q, prior).sum(1).double().cpu().numpy()
+        return nll, kl
 
     def _state_codes(
         self, x, rows: np.ndarray, modality: str, batch_size: int | None
