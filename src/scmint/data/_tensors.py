@@ -362,6 +362,9 @@ class RegisteredDataSplitter(DataSplitter):
 
     def _loader(self, indices: np.ndarray, shuffle: bool, drop_last: bool) -> TensorDataLoader:
         kwargs = {k: v for k, v in self.data_loader_kwargs.items() if k != "data_and_attributes"}
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:  # DDP: each process its share
+            kwargs["distributed_sampler"] = True
         return TensorDataLoader(
             self.adata_manager,
             indices=indices,

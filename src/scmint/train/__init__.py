@@ -4,7 +4,7 @@ from ._adversarial import GeneratorDiscriminatorPlan, detach_outputs
 from ._best import RestoreBestWeights
 from ._logging import LossLoggingMixin
 from ._optim import make_optimizer
-from ._runner import QuietTrainRunner
+from ._runner import QuietTrainRunner, tolerant_strategy
 from ._schedule import AUTO_EPOCH_CAP, progress_epochs
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "GeneratorDiscriminatorPlan",
     "LossLoggingMixin",
     "QuietTrainRunner",
+    "tolerant_strategy",
     "RestoreBestWeights",
     "detach_outputs",
     "make_optimizer",

@@ -8,17 +8,50 @@ from scvi.train import TrainRunner
 
 from .._quiet import quiet_libraries
 
+#: Lightning's DDP strategies and their variants that tolerate parameters without a
+#: gradient in a step.
+FIND_UNUSED_PARAMETERS: dict[str, str] = {
+    name: f"{name}_find_unused_parameters_true" for name in ("ddp", "ddp_fork", "ddp_notebook")
+}
+
+
+def tolerant_strategy(strategy: Any) -> Any:
+    """``strategy`` with DDP's detection of unused parameters on (other values unchanged).
+
+    In every scmint model some parameters take no part in some steps: the encoder and
+    decoder of a modality no cell of a minibatch was measured in, the discriminators in
+    a generator step of the adversarial plans, optional heads. Plain ``"ddp"`` stops
+    there ("parameters that were not used in producing the loss"); its
+    ``*_find_unused_parameters_true`` variant, which this returns, skips them.
+
+    ``"ddp_spawn"`` is refused: it pickles the model to start its processes, and
+    scvi-tools' MuData registration holds objects that cannot be pickled.
+    """
+    if isinstance(strategy, str):
+        if strategy.startswith("ddp_spawn"):
+            raise ValueError(
+                "strategy='ddp_spawn' cannot start its processes: it pickles the model, and "
+                "scvi-tools' MuData registration cannot be pickled. Use strategy='ddp' in a "
+                "script (Lightning starts one process per device) or 'ddp_fork' / "
+                "'ddp_notebook' in a notebook."
+            )
+        return FIND_UNUSED_PARAMETERS.get(strategy, strategy)
+    return strategy
+
 
 class QuietTrainRunner(TrainRunner):
     """:class:`scvi.train.TrainRunner` run inside :func:`scmint._quiet.quiet_libraries`.
 
     Building the Lightning ``Trainer`` and fitting print no device banner, tips,
     logging-interval or deprecation notices; progress bars, early stopping messages and
-    every warning about the data or the model are shown as before.
+    every warning about the data or the model are shown as before. A DDP ``strategy``
+    given by name runs with unused-parameter detection (:func:`tolerant_strategy`).
     """
 
     @quiet_libraries()
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "strategy" in kwargs:
+            kwargs["strategy"] = tolerant_strategy(kwargs["strategy"])
         super().__init__(*args, **kwargs)
 
     @quiet_libraries()
