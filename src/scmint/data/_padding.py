@@ -201,6 +201,9 @@ def pad_mudata(
             f"pad_mudata expects a mudata.MuData or a dict of AnnData, got "
             f"{type(mdata).__name__}; e.g. pad_mudata({{'rna': adata_rna, 'atac': adata_atac}})."
         )
+    from ._validation import check_in_memory  # _validation imports this module
+
+    check_in_memory(mdata)
     names = list(mdata.mod.keys()) if modalities is None else list(modalities)
     unknown = [m for m in names if m not in mdata.mod]
     if unknown:

@@ -19,7 +19,7 @@ from ._padding import (
     is_padded,
     pad_mudata,
 )
-from ._validation import align_features
+from ._validation import align_features, check_in_memory
 
 
 def _empty_modality(obs_names: pd.Index, features: pd.Index, dtype=np.float32) -> ad.AnnData:
@@ -97,6 +97,7 @@ def prepare_query_mudata(
     a modality the query lacks are all-zero with indicator 0. The query's ``obs`` columns
     are carried to ``mdata.obs``.
     """
+    check_in_memory(query, "The query")
     names = list(reference_features)
     if isinstance(query, ad.AnnData) and not isinstance(query, md.MuData):
         if modality is None:

@@ -30,6 +30,7 @@ from ._validation import (
     check_cells,
     check_counts,
     check_features,
+    check_in_memory,
     check_labels,
     check_modalities,
     check_nonempty_cells,
@@ -110,6 +111,7 @@ def validate_mudata(
             "AnnData per modality build mudata.MuData({'rna': rna, 'atac': atac}) and pad it "
             "with scmint.data.pad_mudata."
         )
+    check_in_memory(mdata)
     names = check_modalities(mdata, list(mdata.mod.keys()) if modalities is None else modalities)
     prefix = mdata.uns.get(PADDING_UNS_KEY, {}).get("indicator_prefix", INDICATOR_PREFIX)
     check_cells(mdata)
@@ -355,6 +357,7 @@ class MuDataSetupMixin:
             ``device``, ``prefix``, ``backup_url``).
         """
         if adata is not None:
+            check_in_memory(adata, "The MuData passed to load")
             adata = _features_in_training_order(cls.__name__, dir_path, adata, kwargs.get("prefix"))
         with warnings.catch_warnings():
             # scvi-tools' rare-label notice concerns training; setup showed it already

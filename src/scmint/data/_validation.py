@@ -62,6 +62,22 @@ def check_modalities(mdata: md.MuData, modalities: Sequence[str]) -> list[str]:
     return modalities
 
 
+def check_in_memory(data: md.MuData | ad.AnnData, what: str = "The MuData") -> None:
+    """Raise if ``data`` (or one of its modalities) was read with ``backed=True``.
+
+    scmint's models hold the registered matrices in memory; an on-disk MuData would
+    otherwise fail later with a misleading message about non-numeric values.
+    """
+    parts = [data] if isinstance(data, ad.AnnData) else [data, *data.mod.values()]
+    if any(getattr(part, "isbacked", False) for part in parts):
+        raise ValueError(
+            f"{what} is backed (read with backed=True, its matrices stay on disk), and "
+            "scmint's models read data held in memory; training from disk is not available "
+            "yet. Read it without backed (mudata.read_h5mu(path) or scmint.data.read_h5mu"
+            "(path)), or, for an AnnData, call adata.to_memory()."
+        )
+
+
 def check_features(adata: ad.AnnData, modality: str) -> None:
     """Raise if a modality has no features, or features with the same name."""
     if adata.n_vars == 0:
