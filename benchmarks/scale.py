@@ -1,0 +1,169 @@
+"""Scale: seconds per epoch, cells / s and peak memory against the number of cells.
+
+Each model and MULTIVI trains on a shared dataset tiled to several sizes (SNARE-seq P1
+cells, 1.7k genes + 25.7k peaks: x1 = 10.3k cells, x10 = 103k, x100 = 1.03M), every run in
+its own process so that its peak resident memory (``wait4``'s ``ru_maxrss``: data,
+libraries and training) is its own. A run is skipped at the next size once a method's
+run at this size took longer than ``--budget-s``. Training uses the pieces of
+``gpu_speed.py`` (same settings: every cell trains, MINNET with
+``distance_cutoff="auto"``); the epoch time is that of the last epoch.
+
+Run from the repository root; results go to ``<out>/scale.csv``, ``scale.md`` and
+``scale.png`` (log-log: seconds per epoch and peak RSS against cells)::
+
+    python benchmarks/scale.py --tiles 1,10 --out scale                 # CPU sitting
+    python benchmarks/scale.py --tiles 1,10,100 --out scale_gpu         # on a GPU
+    python benchmarks/scale.py --tiles 1 --max-cells 600 --epochs 1     # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+METHODS = ("multivi", "minnet", "clue", "sccross", "conaae")
+
+
+def run_one(method: str, dataset: str, tile: int, max_cells: int | None, epochs: int) -> dict:
+    """Train ``method`` on the tiled dataset in this process; the row without memory."""
+    import scvi
+    import torch
+
+    from gpu_speed import EpochTimer, tiled, train_multivi, train_scmint
+    from harness import dataset_info
+
+    info = dataset_info(dataset)
+    t0 = time.perf_counter()
+    mdata = tiled(dataset, tile, max_cells)
+    load = time.perf_counter() - t0
+    scvi.settings.seed = 0
+    timer = EpochTimer()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    if method == "multivi":
+        build = train_multivi(mdata, info, epochs, timer)
+    else:
+        build = train_scmint(method, mdata, info, epochs, timer)
+    start, end = timer.epochs[-1]
+    return {
+        "method": method,
+        "cells": mdata.n_obs,
+        "features": sum(a.n_vars for a in mdata.mod.values()),
+        "load_s": round(load, 1),
+        "build_s": round(build, 1),
+        "epoch_s": round(end - start, 2),
+        "cells_per_s": round(mdata.n_obs / (end - start)),
+        "gpu_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20)
+        if torch.cuda.is_available()
+        else None,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+    }
+
+
+def run_in_child(args: argparse.Namespace, method: str, tile: int) -> dict:
+    """One run in a child process: its row plus its peak RSS and wall time."""
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        method,
+        "--dataset",
+        args.dataset,
+        "--tiles",
+        str(tile),
+        "--epochs",
+        str(args.epochs),
+    ]
+    if args.max_cells is not None:
+        command += ["--max-cells", str(args.max_cells)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    rows = [line for line in out.splitlines() if line.startswith("ROW ")]
+    row = json.loads(rows[-1][4:]) if rows else {"method": method, "error": out[-300:]}
+    row.update(
+        tile=tile,
+        wall_s=round(wall, 1),
+        peak_rss_mb=round(usage.ru_maxrss / 1024),  # kB on Linux
+        returncode=proc.returncode,
+    )
+    return row
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    """Log-log panels of seconds per epoch and peak RSS against cells, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # a script, not the library: no display
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for method, rows in table.dropna(subset=["epoch_s"]).groupby("method"):
+        rows = rows.sort_values("cells")
+        axes[0].plot(rows.cells, rows.epoch_s, "o-", label=method)
+        axes[1].plot(rows.cells, rows.peak_rss_mb / 1024, "o-", label=method)
+    for ax, label in zip(axes, ("seconds per epoch", "peak RSS (GB)"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("cells")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:  # noqa: D103
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="snare_mouse_cortex")
+    parser.add_argument("--tiles", default="1,10", help="tile factors, comma-separated")
+    parser.add_argument("--max-cells", type=int, default=None, help="subsample before tiling")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--budget-s", type=float, default=600.0)
+    parser.add_argument("--out", default="scale")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    tiles = [int(t) for t in args.tiles.split(",")]
+    if args.child is not None:
+        row = run_one(args.child, args.dataset, tiles[0], args.max_cells, args.epochs)
+        print("ROW " + json.dumps(row), flush=True)
+        return
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, over_budget = [], set()
+    for tile in tiles:
+        for method in args.methods.split(","):
+            if method in over_budget:
+                print(f"== {method} x{tile}: skipped (over budget at a smaller size)", flush=True)
+                continue
+            print(f"== {method} x{tile}", flush=True)
+            row = run_in_child(args, method, tile)
+            print(f"   {row}", flush=True)
+            rows.append(row)
+            if row["wall_s"] > args.budget_s or row.get("returncode", 1) != 0:
+                over_budget.add(method)
+            table = pd.DataFrame(rows)
+            table.to_csv(out / "scale.csv", index=False)
+    table = pd.DataFrame(rows)
+    (out / "scale.md").write_text(table.to_markdown(index=False) + "\n")
+    if "epoch_s" in table:
+        plot(table, out / "scale.png")
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
