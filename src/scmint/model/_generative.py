@@ -1,6 +1,6 @@
 """Generation from the shared space: simulated cells of a state, normalised expression.
 
-Two mixins for the models with decoders, written once over the hooks of
+Three mixins for the models with decoders, written once over the hooks of
 :class:`~scmint.model._base.MultiModalMixin` (``_embed_matrix``, ``_translate_latent``,
 ``_translation_options``):
 
@@ -27,6 +27,8 @@ import torch
 from scipy import sparse
 
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS
+
+from ._base import Cells, check_positive_int
 
 
 class SimulationMixin:
@@ -154,7 +156,7 @@ class SimulationMixin:
 
         names = pd.Index([f"sim{i:05d}" for i in range(n_cells)])
         obs_sim = pd.DataFrame({obs_key: pd.Categorical([value] * n_cells)}, index=names)
-        cells = self._cells_of(obs_sim)
+        cells = Cells(obs=obs_sim, matrices={}, has={})  # generated: nothing measured
         adatas = {}
         for m in mods:
             decode = dict(options)
@@ -189,15 +191,8 @@ class SimulationMixin:
             if not (np.isfinite(fold) and fold > 0):
                 raise ValueError(f"fold must be a positive number, got {fold!r}.")
             return max(1, round(fold * n_state))
-        if isinstance(n_cells, bool) or not isinstance(n_cells, int | np.integer) or n_cells < 1:
-            raise ValueError(f"n_cells must be a positive integer, got {n_cells!r}.")
+        check_positive_int(n_cells=n_cells)
         return int(n_cells)
-
-    def _cells_of(self, obs: pd.DataFrame):
-        """Cells without measurements: generated rows for the decoding hooks."""
-        from ._base import Cells
-
-        return Cells(obs=obs, matrices={}, has={})
 
     def _decodes_counts(self, modality: str) -> bool:
         return getattr(self, "likelihoods_", {}).get(modality) in COUNT_LIKELIHOODS
