@@ -61,3 +61,43 @@ def test_one_batch_broadcasts_like_the_gathered_parameters(likelihood, atac_coun
     c = two(u, b, lib).log_prob(target)
     assert a.shape == target.shape
     torch.testing.assert_close(a, c)
+
+
+@pytest.mark.parametrize("n_batch", [1, 3])
+def test_fused_nb_nll_matches_the_distribution(n_batch, atac_counts):
+    """The fused NB NLL: value and gradients of -log_prob(x).mean() of the "nb" head."""
+    x = atac_counts[:, :200].double()
+    x[0] = 0  # a cell without counts in these peaks: library 0
+    torch.manual_seed(0)
+    dec = BatchLikelihoodDecoder(8, x.shape[1], n_batch=n_batch, likelihood="nb").double()
+    with torch.no_grad():  # away from the initial values (scale 1, bias 0, theta 1)
+        for p in (dec.scale_logit, dec.bias, dec.log_theta):
+            p.normal_()
+    u = torch.randn(x.shape[0], 8, dtype=torch.double)
+    batch = torch.randint(0, n_batch, (x.shape[0],))
+    library = x.sum(1, keepdim=True)
+    params = list(dec.parameters())
+    fused = dec.negative_log_likelihood(u, batch, x, library)
+    reference = -dec(u, batch, library).log_prob(x).mean()
+    torch.testing.assert_close(fused, reference, rtol=1e-10, atol=1e-12)
+    fused_grads = torch.autograd.grad(fused, params)
+    for a, b in zip(fused_grads, torch.autograd.grad(reference, params), strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+
+
+def test_fused_nb_nll_passes_gradcheck():
+    from scmint.nn._likelihoods import softmax_nb_nll
+
+    torch.manual_seed(1)
+    n, g, n_batch = 12, 9, 2
+    x = (torch.rand(n, g) < 0.4).double() * torch.randint(1, 7, (n, g)).double()
+    v = torch.randn(n, g, dtype=torch.double, requires_grad=True)
+    scale = (torch.rand(n_batch, g, dtype=torch.double) + 0.5).requires_grad_()
+    bias = torch.randn(n_batch, g, dtype=torch.double, requires_grad=True)
+    theta = (torch.rand(n_batch, g, dtype=torch.double) * 3 + 0.1).requires_grad_()
+    batch = torch.arange(n) % n_batch
+    library = x.sum(1, keepdim=True).clamp(min=1)
+    assert torch.autograd.gradcheck(
+        lambda *p: softmax_nb_nll(*p, batch, library, x), (v, scale, bias, theta)
+    )

@@ -105,6 +105,17 @@ class CLUEDecoder(nn.Module):
         b = batch_index.long().view(-1, 1)
         return self.head(self.body(u, b), b, library)
 
+    def negative_log_likelihood(
+        self,
+        u: torch.Tensor,
+        batch_index: torch.Tensor,
+        x: torch.Tensor,
+        library: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Mean ``-log p(x | u)`` per entry (:meth:`BatchLikelihoodDecoder.negative_log_likelihood`)."""
+        b = batch_index.long().view(-1, 1)
+        return self.head.negative_log_likelihood(self.body(u, b), b, x, library)
+
 
 class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
     """Cross-linked variational autoencoders for modality-incomplete multi-omics (CLUE).
@@ -386,8 +397,9 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         library = None
         if self.likelihoods[modality] in COUNT_LIKELIHOODS:
             library = x.sum(1, keepdim=True).clamp(min=1.0)
-        dist = self.decode(u, modality, batch_index, library)
-        return -dist.log_prob(self._target(x, modality)).mean()
+        return self.decoders[modality].negative_log_likelihood(
+            self.block(u, modality), batch_index, self._target(x, modality), library
+        )
 
     def _discriminator_scores(
         self,

@@ -272,19 +272,22 @@ class SCCROSSModule(BaseModuleClass):
         return {"x": x, "batch": b, "library": lib}
 
     def _get_generative_input(self, tensors, inference_outputs, **kwargs) -> dict:
-        rows = self._rows(tensors, inference_outputs["has"])
-        return {
-            "u": inference_outputs["u"],
-            "u_cycle": inference_outputs["u_cycle"],
-            "batch": rows["batch"],
-            "library": rows["library"],
-        }
+        return {}
 
-    def generative(self, u, u_cycle, batch, library) -> dict[str, dict]:
-        """``p(x_k | u_k)`` per modality, and in stage 2 ``p(x_k | u'_k)``."""
-        px = {m: self.decode(u[m], m, batch[m], library[m]) for m in self.modalities}
-        px_cycle = {m: self.decode(u_cycle[m], m, batch[m], library[m]) for m in u_cycle}
-        return {"px": px, "px_cycle": px_cycle}
+    def generative(self) -> dict:
+        """Decoding happens in :meth:`loss`: ``p(x_k | u_k)`` and in stage 2 ``p(x_k | u'_k)``.
+
+        The reconstruction terms go through the decoders' fused negative log-likelihood
+        (:meth:`~scmint.nn.BatchLikelihoodDecoder.negative_log_likelihood`), which never
+        forms the distribution; :meth:`decode` gives it.
+        """
+        return {}
+
+    def _nll(self, u: torch.Tensor, modality: str, rows: Mapping[str, dict]) -> torch.Tensor:
+        """Mean NLL per entry of the minibatch rows of ``modality`` decoded from ``u``."""
+        return self.decoders[modality].negative_log_likelihood(
+            u, rows["batch"][modality], rows["x"][modality], rows["library"][modality]
+        )
 
     # ------------------------------------------------------------------ losses
     def _present(self, has: Mapping[str, torch.Tensor]) -> list[str]:
@@ -370,7 +373,7 @@ class SCCROSSModule(BaseModuleClass):
         rows = self._rows(tensors, has)
         x = rows["x"]
         qu, u = inference_outputs["qu"], inference_outputs["u"]
-        px, px_cycle = generative_outputs["px"], generative_outputs["px_cycle"]
+        u_cycle = inference_outputs["u_cycle"]
         present = self._present(has)
         kl_w = self.kl_weight if kl_weight is None else float(kl_weight)
         zero = u[self.modalities[0]].new_zeros(())
@@ -379,14 +382,14 @@ class SCCROSSModule(BaseModuleClass):
         for m, n_feat in zip(self.modalities, self.n_features, strict=True):
             if m not in present:
                 continue
-            nll = -px[m].log_prob(x[m]).mean()
+            nll = self._nll(u[m], m, rows)
             prior = Normal(torch.zeros_like(qu[m].loc), torch.ones_like(qu[m].scale))
             kl = kl_divergence(qu[m], prior).sum(dim=1).mean() / n_feat
             term = nll + kl_w * kl
             metrics[f"nll_{m}"] = nll.detach()
             metrics[f"kl_{m}"] = kl.detach()
             if self.stage == FINETUNE:
-                nll_cycle = -px_cycle[m].log_prob(x[m]).mean()
+                nll_cycle = self._nll(u_cycle[m], m, rows)
                 metrics[f"nll_cycle_{m}"] = nll_cycle.detach()
                 qz = inference_outputs["qz"][m]
                 z_kl = kl_divergence(qz, prior).sum(dim=1).mean() / n_feat
@@ -421,7 +424,10 @@ class SCCROSSModule(BaseModuleClass):
                 metrics["classification_loss"] = ce.detach()
                 total = total + self.classifier_weight * ce
         if self.gan_weight > 0 and len(present) >= 2:
-            fake = {m: px_cycle[m].mean for m in present}
+            fake = {
+                m: self.decode(u_cycle[m], m, rows["batch"][m], rows["library"][m]).mean
+                for m in present
+            }
             adv, parts = self._adversarial(z, x, fake, present, flip=True)
             metrics.update({k: v.detach() for k, v in parts.items()})
             total = total + self.gan_weight * adv
