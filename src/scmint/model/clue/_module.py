@@ -112,7 +112,7 @@ class CLUEDecoder(nn.Module):
         x: torch.Tensor,
         library: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Mean ``-log p(x | u)`` per entry (:meth:`BatchLikelihoodDecoder.negative_log_likelihood`)."""
+        """Mean ``-log p(x | u)`` per entry, through the head's fused NLL where it has one."""
         b = batch_index.long().view(-1, 1)
         return self.head.negative_log_likelihood(self.body(u, b), b, x, library)
 
