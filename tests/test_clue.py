@@ -98,6 +98,55 @@ def test_encoder_matrix_and_blocks():
     assert module.decode(u, "atac", torch.zeros(6)).mean.max() <= 1  # Bernoulli probabilities
 
 
+def test_sparse_minibatches_give_the_same_loss_and_gradients():
+    """CSR minibatches (the data path's for sparse modalities) equal the dense ones."""
+    module = _module(3)
+    dense = _tensors(module, n=12)
+    dense[mask_key("atac")][[1, 4]] = 0  # rows without ATAC (a mosaic minibatch)
+    for m in module.modalities:  # padded rows hold zeros
+        dense[data_key(m)] = dense[data_key(m)] * dense[mask_key(m)]
+    dense[data_key("rna")][2] = 0  # a cell without counts
+    sparse_csr = dict(dense)
+    for m in ("rna", "atac"):
+        sparse_csr[data_key(m)] = dense[data_key(m)].to_sparse_csr()
+    results = []
+    for tensors in (dense, sparse_csr):
+        module.zero_grad()
+        out, _ = _loss(module, tensors, seed=5)
+        out.loss.backward()
+        grads = {k: p.grad.clone() for k, p in module.named_parameters() if p.grad is not None}
+        results.append((out.loss.detach(), grads))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
+    assert results[0][1].keys() == results[1][1].keys()
+    for key, grad in results[0][1].items():
+        torch.testing.assert_close(grad, results[1][1][key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_state_dict_of_separate_element_encoders_loads():
+    """A CrossEncoder saved with K separate first layers loads into the shared-first layout."""
+    from scmint.model.clue._module import CrossEncoder
+    from scmint.nn import FeatureScalerLayer, GaussianEncoder
+
+    torch.manual_seed(0)
+    old = torch.nn.ModuleList(GaussianEncoder(30, 4, 16, 2, 0.2) for _ in range(3))
+    state = {f"elements.{k}": v for k, v in old.state_dict().items()}
+    new = CrossEncoder(30, 3, 4, 16, 2, 0.2)
+    new.load_state_dict(state)
+    for module in (old, new):
+        for layer in module.modules():  # non-trivial running statistics
+            if isinstance(layer, torch.nn.BatchNorm1d):
+                layer.running_mean.normal_()
+        module.eval()
+    old.load_state_dict({k.removeprefix("elements."): v for k, v in state.items()})
+    new.load_state_dict(state)
+    scaler = FeatureScalerLayer(30, "log", max_value=None)
+    x = torch.poisson(torch.full((7, 30), 1.0))
+    parts = [encoder(scaler(x)) for encoder in old]
+    q = new(x.to_sparse_csr(), scaler)
+    torch.testing.assert_close(q.loc, torch.cat([p.loc for p in parts], 1))
+    torch.testing.assert_close(q.scale, torch.cat([p.scale for p in parts], 1))
+
+
 def test_joint_rules():
     loc = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[2.0, 2.0], [9.0, 9.0]]])
     scale = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[0.5, 0.5], [1.0, 1.0]]])

@@ -102,6 +102,27 @@ def test_registered_tensors_hold_sparse_matrices_once(mosaic):
     np.testing.assert_array_equal(batch["X_rna"].numpy(), x[[4, 0, 9]].toarray())
 
 
+def test_sparse_keys_hand_out_csr_minibatches_of_sparse_matrices(mosaic):
+    """Matrices named in sparse_keys come as CSR (same values); dense ones stay dense."""
+    CLUE.setup_mudata(mosaic, batch_key="batch")
+    manager = CLUE(mosaic)._get_most_recent_anndata_manager(mosaic)
+    dense = RegisteredTensors(manager)
+    x_adt = manager.get_from_registry("X_adt")
+    assert dense.fields["X_adt"].density > 0.1  # proteins: most entries non-zero
+    tensors = RegisteredTensors(manager, sparse_keys=["X_rna", "X_adt", "batch"])
+    assert tensors.sparse_keys == {"X_rna"}  # only sparse matrices at <= 10 % non-zeros
+    rows = [7, 0, 150, 7]
+    batch, reference = tensors.batch(rows), dense.batch(rows)
+    assert batch["X_rna"].layout == torch.sparse_csr
+    assert batch["X_adt"].layout == torch.strided
+    np.testing.assert_array_equal(batch["X_rna"].to_dense().numpy(), reference["X_rna"].numpy())
+    np.testing.assert_array_equal(batch["X_adt"].numpy(), np.asarray(x_adt[rows].todense()))
+    splitter = RegisteredDataSplitter(manager, train_size=0.8, batch_size=32, sparse_keys=["X_rna"])
+    splitter.setup()
+    first = next(iter(splitter.train_dataloader()))
+    assert first["X_rna"].layout == torch.sparse_csr
+
+
 @pytest.mark.parametrize("model", [CLUE, CONAAE, SCCROSS, MINNET])
 def test_inference_through_the_data_path_matches_a_dense_pass(model, mosaic):
     """Embeddings from sparse matrices (CSR tensors) equal those of the same rows dense."""

@@ -47,6 +47,12 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 DEVICE_FRACTION = 0.5
 """Largest share of an accelerator's free memory the registered data may take there."""
 
+SPARSE_MAX_DENSITY = 0.1
+"""Largest fraction of non-zero entries for which a matrix's minibatches may stay sparse.
+
+Above it (or for a few hundred features) a dense first layer is as fast
+(:class:`scmint.nn.SparseInputLinear`)."""
+
 
 class CSRRows:
     """A cells x features matrix as CSR torch tensors, cut into minibatches by row index.
@@ -203,6 +209,11 @@ class RegisteredTensors:
         Device of the minibatches.
     keys
         Registry keys to hold (default: every registered key).
+    sparse_keys
+        Registry keys of sparse matrices whose minibatches are handed out as sparse CSR
+        tensors (:meth:`CSRRows.sparse_rows`) for a module whose layers read them, when
+        at most :data:`SPARSE_MAX_DENSITY` of their entries are non-zero; every other
+        matrix comes dense.
     """
 
     def __init__(
@@ -210,6 +221,7 @@ class RegisteredTensors:
         adata_manager,
         device: torch.device | str = "cpu",
         keys: Sequence[str] | Mapping[str, Any] | None = None,
+        sparse_keys: Sequence[str] = (),
     ) -> None:
         self.device = torch.device(device)
         if keys is None:
@@ -233,6 +245,12 @@ class RegisteredTensors:
             elif self.device.type == "cuda":
                 t = t.pin_memory()
             self.fields[key] = t
+        self.sparse_keys = frozenset(
+            key
+            for key in sparse_keys
+            if isinstance(self.fields.get(key), CSRRows)
+            and self.fields[key].density <= SPARSE_MAX_DENSITY
+        )
 
     def batch(self, rows: torch.Tensor | Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
         """The minibatch of registered rows ``rows``: ``{registry key: tensor on the device}``."""
@@ -240,7 +258,8 @@ class RegisteredTensors:
         out = {}
         for key, field in self.fields.items():
             if isinstance(field, CSRRows):
-                out[key] = field.dense_rows(rows)
+                cut = field.sparse_rows if key in self.sparse_keys else field.dense_rows
+                out[key] = cut(rows)
             else:
                 out[key] = field[rows.to(field.device)].to(self.device, non_blocking=True)
         return out
@@ -293,6 +312,9 @@ class TensorDataLoader(DataLoader):
         Prebuilt :class:`RegisteredTensors` to share between loaders.
     device
         Device of the minibatches when ``tensors`` is not given.
+    sparse_keys
+        Matrices whose minibatches stay sparse when ``tensors`` is not given
+        (:class:`RegisteredTensors`).
     **kwargs
         Ignored loader options of ``AnnDataLoader`` that do not apply here
         (``num_workers``, ``pin_memory``, ``load_sparse_tensor``, ...).
@@ -311,6 +333,7 @@ class TensorDataLoader(DataLoader):
         distributed_sampler: bool = False,
         tensors: RegisteredTensors | None = None,
         device: torch.device | str = "cpu",
+        sparse_keys: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         if indices is None:
@@ -320,7 +343,7 @@ class TensorDataLoader(DataLoader):
             indices = np.flatnonzero(indices)
         self.indices = indices.astype(np.int64)
         if tensors is None:
-            tensors = RegisteredTensors(adata_manager, device, data_and_attributes)
+            tensors = RegisteredTensors(adata_manager, device, data_and_attributes, sparse_keys)
         self.dataset_ = _RowSubset(tensors, self.indices)
         if sampler is not None and distributed_sampler:
             raise ValueError("Cannot specify both `sampler` and `distributed_sampler`.")
@@ -347,21 +370,29 @@ class RegisteredDataSplitter(DataSplitter):
     The same train / validation / test split as ``DataSplitter`` (same arguments, same
     seeded permutation); its loaders are :class:`TensorDataLoader` over one
     :class:`RegisteredTensors` built on the trainer's device when the first loader is
-    asked for, so the data are converted once per training run.
+    asked for, so the data are converted once per training run. A ``sparse_keys``
+    entry of ``datasplitter_kwargs`` names the matrices whose minibatches stay sparse
+    (:class:`RegisteredTensors`); models whose first layers read sparse input set it.
     """
+
+    _OWN_KWARGS = ("data_and_attributes", "sparse_keys")
 
     def _tensors(self) -> RegisteredTensors:
         trainer = getattr(self, "trainer", None)
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         cached = getattr(self, "_registered_tensors", None)
         if cached is None or cached.device != device:
-            keys = self.data_loader_kwargs.get("data_and_attributes")
-            cached = RegisteredTensors(self.adata_manager, device, keys)
+            cached = RegisteredTensors(
+                self.adata_manager,
+                device,
+                self.data_loader_kwargs.get("data_and_attributes"),
+                self.data_loader_kwargs.get("sparse_keys", ()),
+            )
             self._registered_tensors = cached
         return cached
 
     def _loader(self, indices: np.ndarray, shuffle: bool, drop_last: bool) -> TensorDataLoader:
-        kwargs = {k: v for k, v in self.data_loader_kwargs.items() if k != "data_and_attributes"}
+        kwargs = {k: v for k, v in self.data_loader_kwargs.items() if k not in self._OWN_KWARGS}
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.world_size > 1:  # DDP: each process its share
             kwargs["distributed_sampler"] = True

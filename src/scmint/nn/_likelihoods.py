@@ -21,6 +21,8 @@ from scvi.distributions import ZeroInflatedNegativeBinomial as _ScviZINB
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, LogNormal, Normal, constraints
 
+from ._sparse import as_dense, csr_row_of, is_sparse_csr
+
 Likelihood = Literal["nb", "zinb", "ziln", "normal", "bernoulli"]
 LIKELIHOODS: tuple[str, ...] = ("nb", "zinb", "ziln", "normal", "bernoulli")
 COUNT_LIKELIHOODS: tuple[str, ...] = ("nb", "zinb")
@@ -138,7 +140,7 @@ class _SoftmaxNBNLL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, v, a, c, theta, batch, library, x, eps):  # noqa: D102
+    def forward(ctx, v, a, c, theta, batch, library, rows, cols, xv, eps):  # noqa: D102
         n_batch = a.shape[0]
         lp = torch.softmax(torch.addcmul(_rows_of(c, batch), _rows_of(a, batch), v), dim=1)
         lp.mul_(library)  # l * softmax(eta) = mu - EPS
@@ -147,9 +149,7 @@ class _SoftmaxNBNLL(torch.autograd.Function):
         counts = torch.bincount(batch, minlength=n_batch).to(v.dtype).view(-1, 1)
         log_theta = torch.log(theta + eps)
         dense = (theta * (counts * log_theta - col_log_t)).sum()
-        rows, cols = torch.nonzero(x > eps, as_tuple=True)
-        xv = x[rows, cols]
-        tv = theta[batch[rows] if n_batch > 1 else torch.zeros_like(rows), cols]
+        tv = theta[batch[rows], cols]
         mu_nz = lp[rows, cols] + EPS
         t_nz = t[rows, cols]
         sparse_terms = (
@@ -182,7 +182,7 @@ class _SoftmaxNBNLL(torch.autograd.Function):
         da = _per_batch_colsum(q * v, batch, n_batch) * scale
         dc = _per_batch_colsum(q, batch, n_batch) * scale
         dv = q.mul_(_rows_of(a * scale, batch))
-        nz_batch = batch[rows] if n_batch > 1 else torch.zeros_like(rows)
+        nz_batch = batch[rows]
         dtheta = (
             counts * (torch.log(theta + eps) + theta / (theta + eps)) - col_log_t + col_dmu
         ).index_put_(
@@ -190,7 +190,7 @@ class _SoftmaxNBNLL(torch.autograd.Function):
             torch.digamma(xv + tv) - torch.digamma(tv) - xv / t_nz,
             accumulate=True,
         ) * scale
-        return dv, da, dc, dtheta, None, None, None, None
+        return dv, da, dc, dtheta, None, None, None, None, None, None
 
 
 def softmax_nb_nll(
@@ -220,14 +220,23 @@ def softmax_nb_nll(
     library
         Library size of each row, ``(n, 1)``.
     x
-        Dense counts, ``(n, G)``.
+        Counts, ``(n, G)``, dense or sparse CSR (only the non-zeros are read).
     eps
         scvi-tools' constant of the negative binomial (1e-8).
     """
     batch = batch.long().view(-1)
     if scale.shape[0] == 1:
         batch = torch.zeros_like(batch)
-    return _SoftmaxNBNLL.apply(v, scale, bias, theta, batch, library.view(-1, 1), x, eps)
+    if is_sparse_csr(x):
+        rows, cols, xv = csr_row_of(x), x.col_indices(), x.values()
+        keep = xv > eps  # stored zeros, if any
+        rows, cols, xv = rows[keep], cols[keep], xv[keep]
+    else:
+        rows, cols = torch.nonzero(x > eps, as_tuple=True)
+        xv = x[rows, cols]
+    return _SoftmaxNBNLL.apply(
+        v, scale, bias, theta, batch, library.view(-1, 1), rows, cols, xv, eps
+    )
 
 
 class NegativeBinomial(_ScviNegativeBinomial):
@@ -367,7 +376,8 @@ class BatchLikelihoodDecoder(nn.Module):
         u, batch_index, library
             As in :meth:`forward`.
         x
-            Dense values of the rows, ``(n, n_output)`` (``x > 0`` for ``"bernoulli"``).
+            Values of the rows, ``(n, n_output)``, dense or sparse CSR (``x > 0`` for
+            ``"bernoulli"``).
         """
         if self.likelihood == "nb" and x.device.type == "cpu" and library is not None:
             b = batch_index.long().view(-1)
@@ -380,8 +390,8 @@ class BatchLikelihoodDecoder(nn.Module):
                 library,
                 x,
             )
-            return nll / x.numel()
-        return -self(u, batch_index, library).log_prob(x).mean()
+            return nll / (x.shape[0] * x.shape[1])
+        return -self(u, batch_index, library).log_prob(as_dense(x)).mean()
 
     def forward(
         self, u: torch.Tensor, batch_index: torch.Tensor, library: torch.Tensor | None = None

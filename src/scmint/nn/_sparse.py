@@ -3,12 +3,69 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._blocks import FeatureScalerLayer
+
+
+def is_sparse_csr(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a sparse CSR tensor (a minibatch the data path left sparse)."""
+    return x.layout == torch.sparse_csr
+
+
+def csr_row_of(x: torch.Tensor) -> torch.Tensor:
+    """Row of every stored entry of a sparse CSR ``x``."""
+    crow = x.crow_indices()
+    counts = crow[1:] - crow[:-1]
+    return torch.repeat_interleave(
+        torch.arange(counts.numel(), device=crow.device), counts, output_size=x.values().numel()
+    )
+
+
+def row_sums(x: torch.Tensor) -> torch.Tensor:
+    """``(n, 1)`` row sums of a dense or sparse CSR ``x`` (library sizes of counts)."""
+    if not is_sparse_csr(x):
+        return x.sum(1, keepdim=True)
+    values = x.values()
+    out = values.new_zeros(x.shape[0]).index_add_(0, csr_row_of(x), values)
+    return out.view(-1, 1)
+
+
+def select_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows of a dense or sparse CSR ``x`` picked by a boolean mask (or indices), same layout."""
+    if not is_sparse_csr(x):
+        return x[rows]
+    if rows.dtype == torch.bool:
+        if bool(rows.all()):
+            return x
+        rows = torch.nonzero(rows, as_tuple=True)[0]
+    crow = x.crow_indices()
+    starts, counts = crow[rows], crow[rows + 1] - crow[rows]
+    new_crow = torch.zeros(rows.numel() + 1, dtype=crow.dtype, device=crow.device)
+    torch.cumsum(counts, 0, out=new_crow[1:])
+    total = int(new_crow[-1])
+    row_of = torch.repeat_interleave(
+        torch.arange(rows.numel(), device=crow.device), counts, output_size=total
+    )
+    position = torch.arange(total, device=crow.device) + (starts - new_crow[:-1])[row_of]
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support", category=UserWarning)
+        return torch.sparse_csr_tensor(
+            new_crow,
+            x.col_indices()[position],
+            x.values()[position],
+            size=(int(rows.numel()), x.shape[1]),
+            check_invariants=False,
+        )
+
+
+def as_dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a dense tensor (itself when already dense)."""
+    return x.to_dense() if is_sparse_csr(x) else x
 
 
 class SparseInputLinear(nn.Module):

@@ -15,7 +15,7 @@ from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from torch.distributions import Normal, kl_divergence
 
-from scmint.data import MuDataSetupMixin, RegisteredDataSplitter, row_batches
+from scmint.data import MuDataSetupMixin, RegisteredDataSplitter, data_key, row_batches
 from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
@@ -337,7 +337,10 @@ class CLUE(
             Metric of ``restore_best``; default the early-stopping metric
             (``vae_loss_validation``, ``vae_loss_train`` without validation cells).
         datasplitter_kwargs
-            Passed to :class:`~scvi.dataloaders.DataSplitter`.
+            Passed to :class:`~scmint.data.RegisteredDataSplitter` (scvi-tools'
+            ``DataSplitter``). By default every modality with at most 10 % non-zero
+            entries reaches the encoders as sparse minibatches (``"sparse_keys"``: the
+            registry keys, e.g. ``[]`` for dense minibatches; same values either way).
         plan_kwargs
             Passed to :class:`~scmint.train.GeneratorDiscriminatorPlan`.
         **trainer_kwargs
@@ -395,7 +398,10 @@ class CLUE(
             shuffle_set_split=shuffle_set_split,
             batch_size=batch_size,
             early_stopping=early_stopping,
-            datasplitter_kwargs=datasplitter_kwargs,
+            datasplitter_kwargs={
+                "sparse_keys": [data_key(m) for m in self.modalities],
+                **(datasplitter_kwargs or {}),
+            },
             plan_kwargs=plan,
             **trainer_kwargs,
         )

@@ -15,14 +15,17 @@ from torch.distributions import Distribution, Normal, kl_divergence
 
 from scmint.data import data_key, mask_key
 from scmint.nn import (
+    MLP,
     FeatureScalerLayer,
-    GaussianEncoder,
     ModalityDiscriminator,
     OptionalHeadsMixin,
+    SafeBatchNorm1d,
+    SparseInputLinear,
     labelled_cross_entropy,
 )
 from scmint.nn._adversarial import cross_entropy_gan_loss
-from scmint.nn._likelihoods import COUNT_LIKELIHOODS, BatchLikelihoodDecoder
+from scmint.nn._likelihoods import COUNT_LIKELIHOODS, EPS, BatchLikelihoodDecoder
+from scmint.nn._sparse import as_dense, row_sums, select_rows
 
 JointRule = Literal["mean", "poe"]
 JOINT_RULES: tuple[str, ...] = ("mean", "poe")
@@ -37,6 +40,14 @@ class CrossEncoder(nn.Module):
     latent block that modality ``i``'s decoder reads. The blocks are concatenated into
     one diagonal Normal over ``K * n_latent`` dimensions.
 
+    Each element is an MLP (``Linear -> LeakyReLU -> BatchNorm -> Dropout`` blocks) with
+    a Gaussian head. The ``K`` first ``Linear`` layers all read the input, so they are
+    held as one :class:`~scmint.nn.SparseInputLinear` of ``K * n_hidden`` outputs (element
+    ``i`` owns outputs ``i * n_hidden`` to ``(i + 1) * n_hidden``): a sparse CSR minibatch
+    (e.g. 25k peaks) is read once, without densifying it, and the input normalisation is
+    folded into that layer. State dicts of the earlier layout (``K`` separate first
+    layers) load into this one.
+
     Parameters
     ----------
     n_input
@@ -46,7 +57,7 @@ class CrossEncoder(nn.Module):
     n_latent
         Dimension of one block.
     n_hidden, n_layers, dropout
-        Each element encoder's MLP (:class:`~scmint.nn.GaussianEncoder`).
+        Width, depth (number of hidden layers, at least 1) and dropout of each element.
     """
 
     def __init__(
@@ -59,13 +70,64 @@ class CrossEncoder(nn.Module):
         dropout: float,
     ) -> None:
         super().__init__()
+        self.n_hidden = int(n_hidden)
+        self.n_latent = int(n_latent)
+        self.first = SparseInputLinear(n_input, n_blocks * self.n_hidden)
         self.elements = nn.ModuleList(
-            GaussianEncoder(n_input, n_latent, n_hidden, n_layers, dropout) for _ in range(n_blocks)
+            _element_tail(self.n_hidden, self.n_latent, n_layers, dropout) for _ in range(n_blocks)
         )
+        self._register_load_state_dict_pre_hook(_from_separate_first_layers, with_module=True)
 
-    def forward(self, h: torch.Tensor) -> Normal:
-        parts = [encoder(h) for encoder in self.elements]
-        return Normal(torch.cat([p.loc for p in parts], 1), torch.cat([p.scale for p in parts], 1))
+    def forward(self, x: torch.Tensor, scaler: FeatureScalerLayer | None = None) -> Normal:
+        """``q(u | x)`` for dense or sparse CSR ``x``, normalised by ``scaler`` first."""
+        h = self.first(x, scaler).split(self.n_hidden, dim=1)
+        out = [element(part) for element, part in zip(self.elements, h, strict=True)]
+        d = self.n_latent
+        loc = torch.cat([o[:, :d] for o in out], 1)
+        scale = torch.cat([F.softplus(o[:, d:]) + EPS for o in out], 1)
+        return Normal(loc, scale)
+
+
+def _element_tail(n_hidden: int, n_latent: int, n_layers: int, dropout: float) -> nn.Sequential:
+    """An element encoder after its first ``Linear``: the rest of the MLP, ``2 * n_latent`` out."""
+    layers: list[nn.Module] = [nn.LeakyReLU(0.2), SafeBatchNorm1d(n_hidden)]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    hidden = (n_hidden,) * (n_layers - 1)
+    layers.append(MLP(n_hidden, 2 * n_latent, hidden, negative_slope=0.2, dropout=dropout))
+    return nn.Sequential(*layers)
+
+
+def _from_separate_first_layers(module, state_dict, prefix, *args) -> None:
+    """Load a state dict of ``K`` separate element encoders into :class:`CrossEncoder`.
+
+    The earlier layout held element ``i`` as ``elements.i.body.layers.*`` (an MLP whose
+    first ``Linear`` read the input); here the first layers are one ``first`` layer and
+    the rest of each element keeps its parameters in the same order.
+    """
+    old = f"{prefix}elements.0.body.layers.0.weight"
+    if old not in state_dict:
+        return
+    k = len(module.elements)
+    weights, biases = [], []
+    for i in range(k):
+        head = f"{prefix}elements.{i}.body.layers."
+        weights.append(state_dict.pop(head + "0.weight"))
+        biases.append(state_dict.pop(head + "0.bias"))
+        rest = sorted(
+            (key for key in state_dict if key.startswith(head)),
+            key=lambda key: int(key[len(head) :].split(".")[0]),
+        )
+        new_keys = [f"{prefix}elements.{i}.{name}" for name in module.elements[i].state_dict()]
+        if len(rest) != len(new_keys):
+            raise RuntimeError(
+                f"Cannot map the saved CLUE encoder ({len(rest)} entries in element {i}) to "
+                f"this layout ({len(new_keys)}): was it saved with other widths or depth?"
+            )
+        for old_key, new_key in zip(rest, new_keys, strict=True):
+            state_dict[new_key] = state_dict.pop(old_key)
+    state_dict[f"{prefix}first.weight"] = torch.cat(weights, 0).t().contiguous()
+    state_dict[f"{prefix}first.bias"] = torch.cat(biases, 0)
 
 
 class CLUEDecoder(nn.Module):
@@ -299,7 +361,7 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
 
     def encode(self, x: torch.Tensor, modality: str) -> Normal:
         """``q(u | x)`` of registered (e.g. count) values ``x`` of ``modality``."""
-        return self.encoders[modality](self.inputs[modality](x))
+        return self.encoders[modality](x, self.inputs[modality])
 
     def embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         """Embedding of ``x``: the posterior mean of ``u`` (L2-normalised if ``normalize``)."""
@@ -369,7 +431,7 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         has, qu = {}, {}
         for m in self.modalities:
             has[m] = mask[m].view(-1) > 0.5
-            qu[m] = self.encode(x[m][has[m]], m)
+            qu[m] = self.encode(select_rows(x[m], has[m]), m)
         return {"qu": qu, "has": has}
 
     def _get_generative_input(self, tensors, inference_outputs, **kwargs) -> dict:
@@ -381,8 +443,15 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
 
     # ------------------------------------------------------------------ losses
     def _target(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Values a likelihood scores: ``x > 0`` for Bernoulli, ``x`` otherwise."""
-        return (x > 0).to(x.dtype) if self.likelihoods[modality] == "bernoulli" else x
+        """Values a likelihood scores: ``x > 0`` for Bernoulli, ``x`` otherwise.
+
+        A sparse CSR ``x`` stays sparse for the negative binomial (its fused NLL reads
+        the non-zeros) and is densified for the other likelihoods.
+        """
+        if self.likelihoods[modality] == "bernoulli":
+            x = as_dense(x)
+            return (x > 0).to(x.dtype)
+        return x if self.likelihoods[modality] == "nb" else as_dense(x)
 
     def _nll(
         self, u: torch.Tensor, x: torch.Tensor, modality: str, batch_index: torch.Tensor
@@ -396,7 +465,7 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
             return u.new_zeros(())
         library = None
         if self.likelihoods[modality] in COUNT_LIKELIHOODS:
-            library = x.sum(1, keepdim=True).clamp(min=1.0)
+            library = row_sums(x).clamp(min=1.0)
         return self.decoders[modality].negative_log_likelihood(
             self.block(u, modality), batch_index, self._target(x, modality), library
         )
@@ -465,13 +534,14 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
             else self.combine(loc, scale, mask, sample=True)
         )
         present = [m for m in self.modalities if has[m].any()]
+        rows = {m: select_rows(x[m], has[m]) for m in present}  # each modality's own rows
         zero = loc.new_zeros(())
         metrics: dict[str, torch.Tensor] = {}
 
         data = zero
         for m in present:
             i = self.modalities.index(m)
-            nll = self._nll(u[has[m], i], x[m][has[m]], m, batch[has[m]])
+            nll = self._nll(u[has[m], i], rows[m], m, batch[has[m]])
             prior = Normal(torch.zeros_like(qu[m].loc), torch.ones_like(qu[m].scale))
             kl = kl_divergence(qu[m], prior).sum(1).mean() / x[m].shape[1]
             metrics[f"nll_{m}"] = nll.detach()
@@ -484,7 +554,7 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
             jc = zero
             for m in present:
                 jc = jc + self.modality_weights[m] * self._nll(
-                    joint[has[m]], x[m][has[m]], m, batch[has[m]]
+                    joint[has[m]], rows[m], m, batch[has[m]]
                 )
             metrics["joint_cross_loss"] = jc.detach()
             total = total + self.joint_cross_weight * jc
@@ -497,7 +567,7 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
                     if s == t or not both.any():
                         continue
                     rc = rc + self.modality_weights[t] * self._nll(
-                        u[both, s_i], x[t][both], t, batch[both]
+                        u[both, s_i], select_rows(x[t], both), t, batch[both]
                     )
                     n_pairs += 1
             if n_pairs:
