@@ -356,7 +356,7 @@ class BatchLikelihoodDecoder(nn.Module):
     @staticmethod
     def _of(parameter: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Rows ``b`` of a per-batch parameter; one broadcast row when there is one batch."""
-        return parameter[:1] if parameter.shape[0] == 1 else parameter[b]
+        return parameter[:1] if parameter.shape[0] == 1 else parameter.index_select(0, b)
 
     def negative_log_likelihood(
         self,
@@ -409,13 +409,16 @@ class BatchLikelihoodDecoder(nn.Module):
             ``"zinb"``.
         """
         b = batch_index.long().view(-1)
-        eta = F.softplus(self._of(self.scale_logit, b)) * self.linear(u) + self._of(self.bias, b)
+        # positive transforms on the (batches, features) parameters, then one row per cell
+        eta = torch.addcmul(
+            self._of(self.bias, b), self._of(F.softplus(self.scale_logit), b), self.linear(u)
+        )
         lik = self.likelihood
         if lik in COUNT_LIKELIHOODS:
             if library is None:
                 raise ValueError(f"The {lik!r} likelihood needs the library size.")
             mu = torch.softmax(eta, dim=-1) * library.view(-1, 1)
-            theta = torch.exp(self._of(self.log_theta, b))
+            theta = self._of(torch.exp(self.log_theta), b)
             if lik == "nb":
                 return NegativeBinomial(mu=mu + EPS, theta=theta)
             return ZeroInflatedNegativeBinomial(
@@ -423,7 +426,7 @@ class BatchLikelihoodDecoder(nn.Module):
             )
         if lik == "bernoulli":
             return Bernoulli(logits=eta)
-        std = F.softplus(self._of(self.std_logit, b)) + EPS
+        std = self._of(F.softplus(self.std_logit), b) + EPS
         if lik == "normal":
             return Normal(eta, std)
         return ZeroInflatedLogNormal(eta, std, self._of(self.zi_logits, b))

@@ -347,13 +347,19 @@ class SCCROSSModule(BaseModuleClass):
             flip=flip,
         )
         for m in present:
-            r = self._discriminator_input(real[m], m)
-            f = self._discriminator_input(fake[m], m)
+            d = self.data_discriminators[m]  # no batch norm: real and fake rows scored apart
+            # the generator's objective gets no gradient through the real profiles
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not flip):
+                real_scores = d(self._discriminator_input(real[m], m))
+            fake_scores = d(self._discriminator_input(fake[m], m))
             labels = torch.cat(
-                [torch.zeros(r.shape[0], device=r.device), torch.ones(f.shape[0], device=r.device)]
+                [
+                    torch.zeros(real_scores.shape[0], device=real_scores.device),
+                    torch.ones(fake_scores.shape[0], device=real_scores.device),
+                ]
             )
             parts[f"data_discriminator_loss_{m}"] = modality_adversarial_loss(
-                self.data_discriminators[m](torch.cat([r, f])),
+                torch.cat([real_scores, fake_scores]),
                 labels,
                 2,
                 loss="cross_entropy",
