@@ -310,10 +310,14 @@ class MultiModalMixin:
             out[rows] = forward(block).float().cpu().numpy()
         return out
 
+    def _batch_names(self) -> list[str]:
+        """Registered batch categories in code order (one, ``"0"``-like, without batch_key)."""
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+        return [str(c) for c in state.categorical_mapping]
+
     def _batch_code(self, batch: str | int | None) -> int:
         """Registry code of a batch given by name or code (``None``: the first batch)."""
-        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
-        names = [str(c) for c in state.categorical_mapping]
+        names = self._batch_names()
         if batch is None:
             return 0
         if isinstance(batch, int | np.integer) and not isinstance(batch, bool):

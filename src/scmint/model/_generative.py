@@ -216,10 +216,9 @@ class SimulationMixin:
             lib = np.full(n_cells, observed.mean())
         elif isinstance(library, str):
             raise ValueError(f"library must be 'observed', 'mean' or a number, got {library!r}.")
-        else:
-            lib = np.full(n_cells, float(library))
-        if not np.all(np.isfinite(lib)) or (lib <= 0).any():
-            raise ValueError("library sizes must be positive and finite.")
+        else:  # a number, checked like translate's
+            lib = self._library(library, modality, n_cells)
+        # a cell of the state without counts in the modality decodes like one count
         return np.maximum(lib, 1.0).astype(np.float32)
 
 
@@ -326,9 +325,8 @@ class EvidenceMixin:
         if obs is self.adata.obs:
             codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
             return np.asarray(codes).ravel().astype(np.int64)
-        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
-        names = [str(c) for c in state.categorical_mapping]
-        key = state.original_key
+        names = self._batch_names()
+        key = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).original_key
         if key not in obs.columns:
             if len(names) == 1:  # set up without batch_key: one batch
                 return np.zeros(len(obs), dtype=np.int64)
