@@ -12,6 +12,7 @@ Run from the repository root; results go to ``<out>/scale.csv``, ``scale.md`` an
 ``scale.png`` (log-log: seconds per epoch and peak RSS against cells)::
 
     python benchmarks/scale.py --tiles 1,10 --out scale                 # CPU sitting
+    python benchmarks/scale.py --tiles 1,10 --methods clue --append --out scale  # re-measure
     python benchmarks/scale.py --tiles 1,10,100 --out scale_gpu         # on a GPU
     python benchmarks/scale.py --tiles 1 --max-cells 600 --epochs 1     # smoke test
 """
@@ -125,6 +126,29 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _merged(earlier: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
+    """Earlier rows whose (method, tile) was not run now, then this sitting's rows."""
+    if earlier.empty:
+        return now
+    done = set(zip(now["method"], now["tile"], strict=True))
+    keep = [(m, t) not in done for m, t in zip(earlier["method"], earlier["tile"], strict=True)]
+    return pd.concat([earlier[keep], now], ignore_index=True)
+
+
+def _git_commit() -> str:
+    """Short commit of the working tree (``+dirty`` with local changes), or ``""``."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"], capture_output=True, text=True
+        )
+        return head + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
 def main() -> None:  # noqa: D103
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="snare_mouse_cortex")
@@ -134,6 +158,11 @@ def main() -> None:  # noqa: D103
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--budget-s", type=float, default=600.0)
     parser.add_argument("--out", default="scale")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows already in <out>/scale.csv, replacing the (method, tile) pairs run now",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     tiles = [int(t) for t in args.tiles.split(",")]
@@ -144,6 +173,10 @@ def main() -> None:  # noqa: D103
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    earlier = pd.DataFrame()
+    if args.append and (out / "scale.csv").exists():
+        earlier = pd.read_csv(out / "scale.csv")
+    commit = _git_commit()
     rows, over_budget = [], set()
     for tile in tiles:
         for method in args.methods.split(","):
@@ -152,13 +185,14 @@ def main() -> None:  # noqa: D103
                 continue
             print(f"== {method} x{tile}", flush=True)
             row = run_in_child(args, method, tile)
+            row.update(commit=commit, run_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             print(f"   {row}", flush=True)
             rows.append(row)
             if row["wall_s"] > args.budget_s or row.get("returncode", 1) != 0:
                 over_budget.add(method)
-            table = pd.DataFrame(rows)
+            table = _merged(earlier, pd.DataFrame(rows))
             table.to_csv(out / "scale.csv", index=False)
-    table = pd.DataFrame(rows)
+    table = _merged(earlier, pd.DataFrame(rows))
     (out / "scale.md").write_text(table.to_markdown(index=False) + "\n")
     if "epoch_s" in table:
         plot(table, out / "scale.png")
