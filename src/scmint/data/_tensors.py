@@ -44,6 +44,8 @@ from scvi.dataloaders import DataSplitter
 from scvi.dataloaders._samplers import BatchDistributedSampler
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
+from scmint.nn._sparse import csr_row_positions
+
 DEVICE_FRACTION = 0.5
 """Largest share of an accelerator's free memory the registered data may take there."""
 
@@ -129,17 +131,7 @@ class CSRRows:
 
     def _gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Row pointers, the positions of the rows' entries, and their row in the batch."""
-        rows = rows.to(self.crow.device, torch.int64)
-        starts = self.crow[rows]
-        counts = self.crow[rows + 1] - starts
-        crow = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=rows.device)
-        torch.cumsum(counts, 0, out=crow[1:])
-        total = int(crow[-1])
-        row_of = torch.repeat_interleave(
-            torch.arange(rows.numel(), device=rows.device), counts, output_size=total
-        )
-        position = torch.arange(total, device=rows.device) + (starts - crow[:-1])[row_of]
-        return crow, position, row_of
+        return csr_row_positions(self.crow, rows)
 
     def dense_rows(
         self, rows: torch.Tensor, device: torch.device | str | None = None

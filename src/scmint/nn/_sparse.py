@@ -35,6 +35,27 @@ def row_sums(x: torch.Tensor) -> torch.Tensor:
     return out.view(-1, 1)
 
 
+def csr_row_positions(
+    crow: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cut rows out of a CSR matrix given its row pointers ``crow``.
+
+    Returns the new row pointers, the positions (in the matrix's column / value arrays)
+    of the chosen rows' entries, and each entry's row in the cut.
+    """
+    rows = rows.to(crow.device, torch.int64)
+    starts = crow[rows]
+    counts = crow[rows + 1] - starts
+    new_crow = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=crow.device)
+    torch.cumsum(counts, 0, out=new_crow[1:])
+    total = int(new_crow[-1])
+    row_of = torch.repeat_interleave(
+        torch.arange(rows.numel(), device=crow.device), counts, output_size=total
+    )
+    position = torch.arange(total, device=crow.device) + (starts - new_crow[:-1])[row_of]
+    return new_crow, position, row_of
+
+
 def select_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Rows of a dense or sparse CSR ``x`` picked by a boolean mask (or indices), same layout."""
     if not is_sparse_csr(x):
@@ -43,15 +64,7 @@ def select_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         if bool(rows.all()):
             return x
         rows = torch.nonzero(rows, as_tuple=True)[0]
-    crow = x.crow_indices()
-    starts, counts = crow[rows], crow[rows + 1] - crow[rows]
-    new_crow = torch.zeros(rows.numel() + 1, dtype=crow.dtype, device=crow.device)
-    torch.cumsum(counts, 0, out=new_crow[1:])
-    total = int(new_crow[-1])
-    row_of = torch.repeat_interleave(
-        torch.arange(rows.numel(), device=crow.device), counts, output_size=total
-    )
-    position = torch.arange(total, device=crow.device) + (starts - new_crow[:-1])[row_of]
+    new_crow, position, _ = csr_row_positions(x.crow_indices(), rows)
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support", category=UserWarning)
         return torch.sparse_csr_tensor(
