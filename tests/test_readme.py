@@ -31,6 +31,8 @@ def test_python_blocks_run_as_written(tmp_path, monkeypatch):
     # what the blocks promise
     assert 0 <= namespace["foscttm"] < 0.3
     assert namespace["x_lsi"].shape[1] == 29
+    assert namespace["atlas"]["atac"].isbacked  # trained and embedded from the file
+    assert namespace["z_on_disk"].shape == (namespace["padded"].n_obs, 100)
 
 
 def test_commands_exist():

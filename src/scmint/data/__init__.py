@@ -4,7 +4,8 @@ The data path holds the registered matrices once as tensors and cuts minibatches
 device (:mod:`scmint.data._tensors`).
 """
 
-from ._io import read_h5mu
+from ._backed import OnDiskRows
+from ._io import read_h5mu, write_h5mu
 from ._padding import INDICATOR_PREFIX, check_padded, indicator_key, is_padded, pad_mudata
 from ._query import prepare_query_mudata
 from ._setup import MuDataSetupMixin, data_key, mask_key, mudata_fields, validate_mudata
@@ -28,6 +29,7 @@ from ._validation import (
 
 __all__ = [
     "CSRRows",
+    "OnDiskRows",
     "RegisteredDataSplitter",
     "RegisteredTensors",
     "TensorDataLoader",
@@ -50,6 +52,7 @@ __all__ = [
     "pad_mudata",
     "prepare_query_mudata",
     "read_h5mu",
+    "write_h5mu",
     "simulate_multiome",
     "validate_mudata",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Literal
 
+import anndata as ad
 import mudata as md
 
 from .._quiet import quiet_libraries
@@ -26,7 +28,10 @@ def read_h5mu(path: str | Path, backed: Literal["r", "r+"] | bool | None = None)
     path
         The ``.h5mu`` file.
     backed
-        Passed to :func:`mudata.read_h5mu` (``"r"`` keeps ``X`` on disk).
+        Passed to :func:`mudata.read_h5mu` (``"r"`` or ``True`` keeps the matrices on
+        disk). CLUE trains and infers from such a MuData when it is padded (write one
+        once: ``scmint.data.write_h5mu(scmint.data.pad_mudata(mdata), path)``), reading
+        cells chunk by chunk (:class:`~scmint.data.OnDiskRows`).
 
     Returns
     -------
@@ -41,3 +46,38 @@ def read_h5mu(path: str | Path, backed: Literal["r", "r+"] | bool | None = None)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist or is not a file; pass a .h5mu file.")
     return md.read_h5mu(path, backed=backed)
+
+
+def write_h5mu(mdata: md.MuData, path: str | Path) -> Path:
+    """Write a MuData to a ``.h5mu`` file, e.g. a padded one to train from disk.
+
+    :meth:`mudata.MuData.write`, with pandas 3's string columns and indexes allowed
+    (anndata writes them only when ``anndata.settings.allow_write_nullable_strings`` is
+    set; older anndata writes them anyway). Read the file back with
+    :func:`read_h5mu` (``backed=True`` keeps its matrices on disk).
+
+    Parameters
+    ----------
+    mdata
+        The MuData to write (not modified).
+    path
+        The ``.h5mu`` file to write (replaced if it exists).
+
+    Returns
+    -------
+    ``path``, as a :class:`~pathlib.Path`.
+
+    Examples
+    --------
+    >>> import scmint
+    >>> padded = scmint.data.pad_mudata(mdata)  # doctest: +SKIP
+    >>> scmint.data.write_h5mu(padded, "padded.h5mu")  # doctest: +SKIP
+    """
+    path = Path(path)
+    try:
+        allow = ad.settings.override(allow_write_nullable_strings=True)
+    except (AttributeError, KeyError, TypeError, ValueError):  # anndata without the setting
+        allow = contextlib.nullcontext()
+    with allow:
+        mdata.write(path)
+    return path

@@ -78,6 +78,7 @@ def validate_mudata(
     count_modalities: Sequence[str] = (),
     labels_required: bool = False,
     unlabeled_category: str = "Unknown",
+    on_disk: bool = False,
 ) -> tuple[list[str], dict[str, str | None], str]:
     """Check a MuData before registration; raise a clear error for each kind of bad input.
 
@@ -100,6 +101,9 @@ def validate_mudata(
         Whether the model needs labelled cells.
     unlabeled_category
         Label value meaning "unknown".
+    on_disk
+        Whether the model reads a MuData read with ``backed=True`` (its matrices are
+        then checked chunk by chunk from the file); otherwise such a MuData is refused.
 
     Returns
     -------
@@ -111,7 +115,8 @@ def validate_mudata(
             "AnnData per modality build mudata.MuData({'rna': rna, 'atac': atac}) and pad it "
             "with scmint.data.pad_mudata."
         )
-    check_in_memory(mdata)
+    if not on_disk:
+        check_in_memory(mdata)
     names = check_modalities(mdata, list(mdata.mod.keys()) if modalities is None else modalities)
     prefix = mdata.uns.get(PADDING_UNS_KEY, {}).get("indicator_prefix", INDICATOR_PREFIX)
     check_cells(mdata)
@@ -234,6 +239,14 @@ def _features_in_training_order(
         reordered[m] = mdata.mod[m][:, mdata.mod[m].var_names[names.get_indexer(reference)]]
     if not reordered:
         return mdata
+    if mdata.isbacked:
+        raise ValueError(
+            f"Modalities {list(reordered)} of the backed MuData passed to {model_name}.load "
+            "hold the model's features in another order, and a MuData on disk is not "
+            "reordered in memory. Write it with the features in training order "
+            "(mdata.mod[m] = mdata.mod[m][:, features] on the MuData in memory, then "
+            "mdata.write(path)) and read that backed."
+        )
     warnings.warn(
         f"Modalities {list(reordered)} hold the model's features in another order; "
         f"{model_name}.load registers a copy of the MuData with them in training order "
@@ -256,11 +269,15 @@ class MuDataSetupMixin:
     - ``_labels_required``: whether training needs cell-type labels (MINNET);
     - ``_count_modalities_default``: ``"all"`` when every modality is fitted with a count
       likelihood by default, else an empty tuple. Models with per-modality likelihood
-      choices check counts again at construction with :meth:`_check_count_modalities`.
+      choices check counts again at construction with :meth:`_check_count_modalities`;
+    - ``_reads_from_disk``: whether the model trains from a padded MuData read with
+      ``backed=True`` (:mod:`scmint.data._backed`), else such a MuData is refused.
     """
 
     _labels_required: bool = False
     _count_modalities_default: str | tuple[str, ...] = ()
+    _reads_from_disk: bool = False
+    """Whether the model trains and infers from a MuData read with ``backed=True``."""
 
     @classmethod
     @quiet_libraries()
@@ -283,7 +300,10 @@ class MuDataSetupMixin:
             Padded MuData (see :func:`scmint.data.pad_mudata`). Registration adds
             scvi-tools' bookkeeping columns (``_scvi_batch``, ``_scvi_labels``,
             ``_scmint_labels``) to ``mdata.obs`` and ``uns["_scvi_*"]``; nothing else of
-            it changes.
+            it changes. Models with ``_reads_from_disk`` (CLUE) also take one read with
+            ``mudata.read_h5mu(path, backed=True)``: its matrices stay in the file and are
+            read chunk by chunk (pad and write it first:
+            ``scmint.data.write_h5mu(scmint.data.pad_mudata(mdata), path)``).
         modalities
             Modality names to use, in order; default all of ``mdata.mod``.
         layer
@@ -315,6 +335,7 @@ class MuDataSetupMixin:
             count_modalities=count_modalities,
             labels_required=cls._labels_required,
             unlabeled_category=unlabeled_category,
+            on_disk=cls._reads_from_disk,
         )
         setup_method_args["setup_args"]["modalities"] = names
         setup_method_args["setup_args"]["count_modalities"] = list(count_modalities)
@@ -357,7 +378,8 @@ class MuDataSetupMixin:
             ``device``, ``prefix``, ``backup_url``).
         """
         if adata is not None:
-            check_in_memory(adata, "The MuData passed to load")
+            if not cls._reads_from_disk:
+                check_in_memory(adata, "The MuData passed to load")
             adata = _features_in_training_order(cls.__name__, dir_path, adata, kwargs.get("prefix"))
         with warnings.catch_warnings():
             # scvi-tools' rare-label notice concerns training; setup showed it already

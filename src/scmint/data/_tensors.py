@@ -46,6 +46,8 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from scmint.nn._sparse import csr_row_positions
 
+from ._backed import BlockShuffleBatchSampler, DiskCSRRows, OnDiskRows, chunk_rows_for, is_on_disk
+
 DEVICE_FRACTION = 0.5
 """Largest share of an accelerator's free memory the registered data may take there."""
 
@@ -171,7 +173,7 @@ class CSRRows:
             )
 
 
-Field = CSRRows | torch.Tensor
+Field = CSRRows | DiskCSRRows | torch.Tensor
 
 
 def place_on(device: torch.device | str, nbytes: int) -> bool:
@@ -225,8 +227,15 @@ class RegisteredTensors:
         )
         self.n_obs = int(adata_manager.adata.n_obs)
         self.fields: dict[str, Field] = {}
+        matrices = {key: adata_manager.get_from_registry(key) for key in dtypes}
+        on_disk = [x for x in matrices.values() if is_on_disk(x)]
+        self.block_rows = min(map(chunk_rows_for, on_disk)) if on_disk else None
+        """Cells per block of the matrices that stay on disk (``None``: all in memory)."""
         for key, dtype in dtypes.items():
-            x = adata_manager.get_from_registry(key)
+            x = matrices[key]
+            if is_on_disk(x):
+                self.fields[key] = DiskCSRRows(x, self.device, self.block_rows)
+                continue
             if sparse.issparse(x):
                 self.fields[key] = CSRRows.from_matrix(x, self.device)
                 continue
@@ -240,7 +249,7 @@ class RegisteredTensors:
         self.sparse_keys = frozenset(
             key
             for key in sparse_keys
-            if isinstance(self.fields.get(key), CSRRows)
+            if isinstance(self.fields.get(key), CSRRows | DiskCSRRows)
             and self.fields[key].density <= SPARSE_MAX_DENSITY
         )
 
@@ -249,7 +258,7 @@ class RegisteredTensors:
         rows = torch.as_tensor(np.asarray(rows), dtype=torch.int64)
         out = {}
         for key, field in self.fields.items():
-            if isinstance(field, CSRRows):
+            if isinstance(field, CSRRows | DiskCSRRows):
                 cut = field.sparse_rows if key in self.sparse_keys else field.dense_rows
                 out[key] = cut(rows)
             else:
@@ -341,12 +350,23 @@ class TensorDataLoader(DataLoader):
             raise ValueError("Cannot specify both `sampler` and `distributed_sampler`.")
         if sampler is None:
             if distributed_sampler:
+                if tensors.block_rows is not None:
+                    raise ValueError(
+                        "Training on several devices reads cells in a random order, which "
+                        "data on disk (a MuData read with backed=True) cannot serve fast. "
+                        "Train on one device, or read the data into memory (mdata = "
+                        "mudata.read_h5mu(path)) for several devices."
+                    )
                 sampler = BatchDistributedSampler(
                     self.dataset_,
                     batch_size=batch_size,
                     drop_last=drop_last,
                     drop_dataset_tail=drop_dataset_tail,
                     shuffle=shuffle,
+                )
+            elif shuffle and tensors.block_rows is not None:  # on disk: block by block
+                sampler = BlockShuffleBatchSampler(
+                    self.indices, tensors.block_rows, batch_size, drop_last
                 )
             else:
                 base = RandomSampler(self.dataset_) if shuffle else SequentialSampler(self.dataset_)
@@ -429,6 +449,11 @@ def row_batches(
     """
     device = torch.device(device)
     n = x.shape[0]
+    if is_on_disk(x):  # chunk by chunk from the file, each chunk cut like an in-memory matrix
+        for chunk, block in OnDiskRows(x).chunks():
+            for rows, part in row_batches(block, batch_size, device):
+                yield slice(chunk.start + rows.start, chunk.start + rows.stop), part
+        return
     if sparse.issparse(x):
         csr = CSRRows.from_matrix(x, device)
         for start in range(0, n, batch_size):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ._backed import OnDiskRows, is_on_disk, stored_value_chunks
 from ._padding import indicator_key
 
 
@@ -29,11 +30,28 @@ def get_matrix(adata: ad.AnnData, layer: str | None = None):
     return adata.layers[layer]
 
 
-def _values(x) -> np.ndarray:
-    """The stored values of a dense or sparse matrix (no densification)."""
-    if sparse.issparse(x):
-        return np.asarray(x.data)
-    return np.asarray(x)
+def _dtype(x) -> np.dtype:
+    """Type of the values of a dense, sparse or on-disk matrix."""
+    return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
+class _ValueCounts:
+    """Counts of the stored values of a matrix that break each rule, read chunk by chunk."""
+
+    def __init__(self, x) -> None:
+        self.size = self.not_finite = self.negative = self.non_integer = 0
+        self.example = None
+        for values in stored_value_chunks(x):
+            self.size += values.size
+            if not values.size:
+                continue
+            finite = np.isfinite(values)
+            self.not_finite += int(values.size - finite.sum())
+            self.negative += int((values < 0).sum())
+            fractional = values != np.round(values)
+            self.non_integer += int(fractional.sum())
+            if self.example is None and fractional.any():
+                self.example = values[fractional][0]
 
 
 def _where(modality: str | None, layer: str | None) -> str:
@@ -62,18 +80,24 @@ def check_modalities(mdata: md.MuData, modalities: Sequence[str]) -> list[str]:
     return modalities
 
 
-def check_in_memory(data: md.MuData | ad.AnnData, what: str = "The MuData") -> None:
+def check_in_memory(
+    data: md.MuData | ad.AnnData,
+    what: str = "The MuData",
+    on_disk_models: Sequence[str] = ("CLUE",),
+) -> None:
     """Raise if ``data`` (or one of its modalities) was read with ``backed=True``.
 
-    scmint's models hold the registered matrices in memory; an on-disk MuData would
-    otherwise fail later with a misleading message about non-numeric values.
+    For the places that need the data in memory (padding, query cells, the models that
+    do not read from disk); an on-disk MuData would otherwise fail later with a
+    misleading message about non-numeric values.
     """
     parts = [data] if isinstance(data, ad.AnnData) else [data, *data.mod.values()]
     if any(getattr(part, "isbacked", False) for part in parts):
+        readers = ", ".join(on_disk_models)
         raise ValueError(
-            f"{what} is backed (read with backed=True, its matrices stay on disk), and "
-            "scmint's models read data held in memory; training from disk is not available "
-            "yet. Read it without backed (mudata.read_h5mu(path) or scmint.data.read_h5mu"
+            f"{what} is backed (read with backed=True, its matrices stay on disk), and this "
+            f"step reads data held in memory (models that train from disk: {readers}). "
+            "Read it without backed (mudata.read_h5mu(path) or scmint.data.read_h5mu"
             "(path)), or, for an AnnData, call adata.to_memory()."
         )
 
@@ -125,10 +149,10 @@ Context = Literal["setup", "query"]
 
 def value_kind(x) -> ValueKind:
     """The strictest :data:`ValueKind` that the finite matrix ``x`` satisfies."""
-    values = _values(x)
-    if values.size and values.min() < 0:
+    counts = _ValueCounts(x)
+    if counts.negative:
         return "any"
-    if values.size and not np.array_equal(values, np.round(values)):
+    if counts.non_integer:
         return "nonnegative"
     return "counts"
 
@@ -174,23 +198,22 @@ def check_values(
     where = _where(modality, layer) if what is None else what
     if context == "query":
         where = f"The query's {where}"
-    values = _values(x)
-    if not np.issubdtype(values.dtype, np.number):
+    dtype = _dtype(x)
+    if not np.issubdtype(dtype, np.number):
         raise TypeError(
-            f"{where} holds non-numeric values ({values.dtype}); pass a numeric matrix "
+            f"{where} holds non-numeric values ({dtype}); pass a numeric matrix "
             "(e.g. adata.X = adata.X.astype('float32'))."
         )
-    bad = ~np.isfinite(values)
-    if bad.any():
+    counts = _ValueCounts(x)
+    if counts.not_finite:
         when = "before setup" if context == "setup" else "before embedding the query"
         raise ValueError(
-            f"{where} holds {int(bad.sum())} NaN or infinite values. "
+            f"{where} holds {counts.not_finite} NaN or infinite values. "
             f"Remove or impute them {when} (for example set them to 0 for counts)."
         )
     if kind == "any":
         return
-    negative = values < 0
-    if negative.any():
+    if counts.negative:
         if context == "query":
             fix = (
                 "the model was trained on non-negative values (counts or normalised "
@@ -206,20 +229,19 @@ def check_values(
             )
         else:
             fix = "this model log-normalises it and needs non-negative values."
-        raise ValueError(f"{where} holds {int(negative.sum())} negative values, but {fix}")
+        raise ValueError(f"{where} holds {counts.negative} negative values, but {fix}")
     if kind == "nonnegative":
         return
-    non_integer = values != np.round(values)
-    if non_integer.any() and fractional == "warn":
+    if counts.non_integer and fractional == "warn":
         warnings.warn(
-            f"{where} does not look like raw counts ({int(non_integer.sum())} non-integer "
+            f"{where} does not look like raw counts ({counts.non_integer} non-integer "
             "values); it is normalised and log-transformed as if it were counts.",
             UserWarning,
             stacklevel=3,
         )
         return
-    if non_integer.any():
-        example = values[non_integer][0]
+    if counts.non_integer:
+        example = counts.example
         if context == "query":
             fix = (
                 "the model was trained on raw integer counts in this modality, and "
@@ -233,8 +255,7 @@ def check_values(
                 "raw counts (layer=...) or choose a Normal likelihood."
             )
         raise ValueError(
-            f"{where} holds {int(non_integer.sum())} non-integer values (e.g. {example:g}), "
-            f"but {fix}"
+            f"{where} holds {counts.non_integer} non-integer values (e.g. {example:g}), but {fix}"
         )
 
 
@@ -259,6 +280,12 @@ def check_counts(
 
 
 def _row_sums(x) -> np.ndarray:
+    """Sum of absolute values per row (chunk by chunk for an on-disk matrix)."""
+    if is_on_disk(x):
+        out = np.empty(x.shape[0])
+        for rows, block in OnDiskRows(x).chunks():
+            out[rows] = np.asarray(abs(block).sum(axis=1)).ravel()
+        return out
     return np.asarray(abs(x).sum(axis=1)).ravel()
 
 

@@ -26,6 +26,7 @@ from scvi import REGISTRY_KEYS
 
 from scmint._threads import keep_torch_threads
 from scmint.data import data_key, indicator_key, mask_key, prepare_query_mudata, row_batches
+from scmint.data._backed import OnDiskRows, in_memory, is_on_disk
 from scmint.data._padding import INDICATOR_PREFIX, PADDING_UNS_KEY
 from scmint.data._validation import ValueKind, check_values, resolve_layers, value_kind
 from scmint.nn._blocks import INPUT_NORMALIZATIONS, InputNormalization
@@ -131,8 +132,14 @@ class MultiModalMixin:
 
     # ------------------------------------------------------------------ registered data
     def _registered(self, modality: str):
-        """The registered data matrix of a modality (all cells of ``self.adata``)."""
+        """The registered data matrix of a modality (all cells of ``self.adata``).
+
+        For a MuData read with ``backed=True``, an :class:`~scmint.data.OnDiskRows`
+        selection that reads the file chunk by chunk.
+        """
         x = self.adata_manager.get_from_registry(data_key(modality))
+        if is_on_disk(x):
+            return OnDiskRows(x)
         return sparse.csr_matrix(x) if sparse.issparse(x) else np.asarray(x)
 
     def _registered_mask(self, modality: str) -> np.ndarray:
@@ -155,9 +162,7 @@ class MultiModalMixin:
         return resolve_layers(self.modalities, self.adata_manager.registry["setup_args"]["layer"])
 
     def _check_nonnegative(self, modality: str, normalization: str) -> None:
-        x = self._registered(modality)
-        values = x.data if sparse.issparse(x) else x
-        if values.size and values.min() < 0:
+        if self._reference_value_kind(modality) == "any":
             raise ValueError(
                 f"Modality '{modality}' holds negative values, but normalization="
                 f"'{normalization}' needs counts (or non-negative normalised "
@@ -185,7 +190,7 @@ class MultiModalMixin:
             for m in self.modalities:
                 r = np.flatnonzero(self._registered_mask(m)) if rows is None else rows[m]
                 scalers[m] = make_feature_scaler(normalization[m], target_sum, max_value).fit(
-                    self._registered(m)[r], feature_names=self.adata.mod[m].var_names
+                    in_memory(self._registered(m)[r]), feature_names=self.adata.mod[m].var_names
                 )
         return scalers
 
@@ -769,7 +774,7 @@ class MultiModalMixin:
         self._check_if_trained(warn=True)
         cells = self._cells(mdata, modality, indices)
         self._require(cells, modality)
-        x = cells.matrices[modality]
+        x = in_memory(cells.matrices[modality])
         scale = np.ones(x.shape[1])
         scale[cols] = factor
         if sparse.issparse(x):

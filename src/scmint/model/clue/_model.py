@@ -16,6 +16,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from torch.distributions import Normal, kl_divergence
 
 from scmint.data import MuDataSetupMixin, RegisteredDataSplitter, data_key, row_batches
+from scmint.data._backed import in_memory
 from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
@@ -88,11 +89,21 @@ class CLUE(
     regressed from the source profile; decoders (scvi-tools ``FCLayers``) use batch norm
     before the activation; the automatic schedule is capped at 1,000 epochs.
 
+    **Atlases on disk.** CLUE fits nothing that needs every cell at once, so it also
+    trains and infers from a padded MuData read with ``mudata.read_h5mu(path,
+    backed=True)``: the matrices stay in the file and are read in blocks of about 128 MB
+    (blocks in a random order, cells shuffled within each block; at most two blocks held,
+    :mod:`scmint.data._backed`), so host memory does not grow with the number of cells
+    beyond per-cell vectors. Setup's checks and the library sizes read the file chunk by
+    chunk (a few passes over it); a CLR modality (protein) is read into memory to fit its
+    geometric means.
+
     Parameters
     ----------
     mdata
         Padded MuData registered with :meth:`setup_mudata` (``batch_key`` for batch
-        correction; ``labels_key`` adds the optional cell-type classifier).
+        correction; ``labels_key`` adds the optional cell-type classifier); in memory, or
+        on disk (``backed=True``).
     n_latent
         Dimension ``d`` of one latent block (50); embeddings have ``K * d`` dimensions.
     n_hidden, n_layers, dropout
@@ -145,6 +156,7 @@ class CLUE(
     #: (compared after ``log1p(x / rowsum * 1e4)``); ``"lognorm"`` would be that already.
     translation_space = "counts"
     _count_modalities_default = "all"
+    _reads_from_disk = True
 
     def __init__(
         self,
@@ -261,7 +273,7 @@ class CLUE(
                     continue
                 rows = np.flatnonzero(self._registered_mask(m))
                 scaler = make_feature_scaler("clr", 1e4, None).fit(
-                    self._registered(m)[rows], feature_names=self.adata.mod[m].var_names
+                    in_memory(self._registered(m)[rows]), feature_names=self.adata.mod[m].var_names
                 )
                 gm = torch.as_tensor(np.asarray(scaler.clr_geometric_mean_), dtype=torch.float32)
                 self.module.inputs[m].geometric_mean.copy_(gm)

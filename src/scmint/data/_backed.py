@@ -1,0 +1,326 @@
+"""Matrices that stay on disk (a MuData read with ``backed=True``), read in row chunks.
+
+A backed MuData keeps each modality's matrix in its ``.h5mu`` file (anndata's
+:class:`~anndata.abc.CSRDataset`, or an ``h5py.Dataset`` when dense). scmint reads such a
+matrix only in contiguous chunks of cells, so host memory does not grow with the number
+of cells beyond per-cell vectors:
+
+- :class:`OnDiskRows` is a lazy selection of rows of one on-disk matrix. Indexing it
+  with rows gives another selection (nothing is read); :meth:`OnDiskRows.chunks` reads
+  the selected rows chunk by chunk (each chunk one contiguous read from the file), and
+  the checks, sums and inference passes of the data layer go through it.
+- :class:`DiskCSRRows` serves training minibatches: the file's rows are cut into blocks
+  of :attr:`DiskCSRRows.block_rows` consecutive cells; a block is read once into a
+  :class:`~scmint.data.CSRRows` (on the device when it fits) and the minibatches of
+  that block are cut there. The training loader draws the blocks in a random order
+  and the cells of a block in a random order (:class:`BlockShuffleBatchSampler`),
+  so an epoch reads every block once.
+
+The memory rule: a chunk (or block) holds about :data:`CHUNK_BYTES` of values and
+column indices, and at most two blocks are held at once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from scipy import sparse
+from torch.utils.data import Sampler
+
+try:  # anndata >= 0.11
+    from anndata.abc import CSCDataset, CSRDataset
+except ImportError:  # pragma: no cover - older anndata
+    from anndata.experimental import CSCDataset, CSRDataset
+
+CHUNK_BYTES = 128 * 2**20
+"""Bytes of stored values and column indices read from disk at once (one chunk, one block)."""
+
+MIN_CHUNK_ROWS = 256
+"""Fewest cells in a chunk, whatever their size."""
+
+
+def is_on_disk(x: Any) -> bool:
+    """Whether ``x`` is a matrix that stays on disk (backed) rather than in memory."""
+    return isinstance(x, OnDiskRows | CSRDataset | CSCDataset | h5py.Dataset)
+
+
+def _stored_bytes_per_row(x) -> float:
+    """Average bytes one row takes in memory once read (values float32, int64 indices)."""
+    n_rows, n_cols = x.shape
+    if isinstance(x, CSRDataset):
+        nnz = int(x.group["indptr"][-1]) if n_rows else 0
+        return 12.0 * nnz / max(n_rows, 1) + 8.0
+    return 4.0 * n_cols
+
+
+def chunk_rows_for(x, chunk_bytes: int | None = None) -> int:
+    """Cells per chunk of an on-disk matrix: ``chunk_bytes`` (:data:`CHUNK_BYTES`) of it."""
+    budget = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    return max(MIN_CHUNK_ROWS, int(budget // max(_stored_bytes_per_row(x), 1.0)))
+
+
+def _check_row_readable(x) -> None:
+    if isinstance(x, CSCDataset):
+        raise ValueError(
+            "An on-disk matrix is stored column by column (CSC); reading cells from it "
+            "would read the whole file for every chunk. Store it by rows once: "
+            "adata = anndata.read_h5ad(path); adata.X = scipy.sparse.csr_matrix(adata.X); "
+            "write it again (for a MuData, each modality)."
+        )
+
+
+class OnDiskRows:
+    """A selection of rows of a matrix that stays on disk; reads happen chunk by chunk.
+
+    Parameters
+    ----------
+    x
+        The on-disk matrix (:class:`~anndata.abc.CSRDataset` or ``h5py.Dataset``).
+    rows
+        Selected rows, in order (default: all).
+    """
+
+    def __init__(self, x, rows: np.ndarray | None = None) -> None:
+        if isinstance(x, OnDiskRows):
+            x, rows = x.x, x.rows if rows is None else x.rows[rows]
+        _check_row_readable(x)
+        self.x = x
+        self.rows = np.arange(x.shape[0], dtype=np.int64) if rows is None else rows
+        self.chunk_rows = chunk_rows_for(x)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(selected rows, features)``."""
+        return (len(self.rows), int(self.x.shape[1]))
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Type of the stored values."""
+        return np.dtype(self.x.dtype)
+
+    @property
+    def is_sparse(self) -> bool:
+        """Whether the rows are read as scipy sparse CSR (else as dense arrays)."""
+        return isinstance(self.x, CSRDataset)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, rows) -> OnDiskRows:
+        """The selection of these rows of this selection (nothing is read)."""
+        if isinstance(rows, tuple):
+            raise IndexError("On-disk matrices are selected by rows only (x[rows]).")
+        if isinstance(rows, slice):
+            return OnDiskRows(self.x, self.rows[rows])
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if len(rows) != len(self.rows):
+                raise IndexError(f"Boolean rows of length {len(rows)} for {len(self.rows)} rows.")
+            rows = np.flatnonzero(rows)
+        return OnDiskRows(self.x, self.rows[rows.astype(np.int64)])
+
+    def read_range(self, start: int, stop: int):
+        """File rows ``start:stop`` in memory (one contiguous read)."""
+        block = self.x[start:stop]
+        if sparse.issparse(block):
+            return sparse.csr_matrix(block)
+        return np.asarray(block)
+
+    def _read(self, rows: np.ndarray):
+        """File rows ``rows`` (any order) in memory, read as one contiguous range."""
+        if rows.size == 0:
+            return self.read_range(0, 0)
+        order = np.argsort(rows, kind="stable")
+        lo, hi = int(rows[order[0]]), int(rows[order[-1]]) + 1
+        if hi - lo <= 4 * rows.size:
+            return self.read_range(lo, hi)[rows - lo]
+        picked = np.unique(rows)  # scattered rows: read only those, sorted
+        block = self.x[picked]
+        block = sparse.csr_matrix(block) if sparse.issparse(block) else np.asarray(block)
+        return block[np.searchsorted(picked, rows)]
+
+    def chunks(self, chunk_rows: int | None = None) -> Iterator[tuple[slice, Any]]:
+        """Consecutive chunks of the selection: ``(positions, rows in memory)``.
+
+        Each chunk is read from the file at once; sparse data come as scipy CSR.
+        """
+        step = self.chunk_rows if chunk_rows is None else int(chunk_rows)
+        for start in range(0, len(self.rows), step):
+            stop = min(start + step, len(self.rows))
+            yield slice(start, stop), self._read(self.rows[start:stop])
+
+    def to_memory(self):
+        """All selected rows in memory (scipy CSR for sparse data, else a dense array)."""
+        parts = [block for _, block in self.chunks()]
+        if not parts:
+            return self._read(self.rows)
+        return sparse.vstack(parts, format="csr") if self.is_sparse else np.vstack(parts)
+
+    def sum(self, axis: int | None = None):
+        """Sums over rows (``axis=0``), per row (``axis=1``) or of everything, chunk by chunk."""
+        if axis == 1:
+            out = np.empty(len(self.rows))
+            for pos, block in self.chunks():
+                out[pos] = np.asarray(block.sum(axis=1)).ravel()
+            return out[:, None]
+        total = np.zeros(self.shape[1]) if axis == 0 else 0.0
+        for _, block in self.chunks():
+            total = total + (np.asarray(block.sum(axis=0)).ravel() if axis == 0 else block.sum())
+        return total[None, :] if axis == 0 else total
+
+
+def in_memory(x):
+    """``x`` itself, or the rows of an on-disk selection read into memory."""
+    return x.to_memory() if isinstance(x, OnDiskRows) else x
+
+
+def stored_value_chunks(x) -> Iterator[np.ndarray]:
+    """The stored values of a matrix (no densification), chunk by chunk when on disk."""
+    if is_on_disk(x):
+        for _, block in OnDiskRows(x).chunks():
+            yield np.asarray(block.data if sparse.issparse(block) else block)
+        return
+    yield np.asarray(x.data if sparse.issparse(x) else x)
+
+
+class DiskCSRRows:
+    """An on-disk matrix read block by block for minibatches, like :class:`~scmint.data.CSRRows`.
+
+    Blocks are :attr:`block_rows` consecutive file rows; the two most recently used blocks
+    are held as :class:`~scmint.data.CSRRows` on ``device`` (a minibatch whose cells span
+    two blocks, at the seam of the loader's block order, reads from both).
+
+    Parameters
+    ----------
+    x
+        The on-disk matrix.
+    device
+        Device of the minibatches.
+    block_rows
+        Cells per block (default :func:`chunk_rows_for`).
+    """
+
+    def __init__(self, x, device: torch.device | str = "cpu", block_rows: int | None = None):
+        from ._tensors import CSRRows  # _tensors imports this module
+
+        self._csr_rows = CSRRows
+        self.disk = OnDiskRows(x)
+        self.target = torch.device(device)
+        self.n_rows, self.n_cols = self.disk.shape
+        self.block_rows = chunk_rows_for(x) if block_rows is None else int(block_rows)
+        self._cache: OrderedDict[int, Any] = OrderedDict()
+        self.blocks_read = 0
+
+    @property
+    def density(self) -> float:
+        """Fraction of stored entries (from the file's row pointers)."""
+        if not self.disk.is_sparse or self.n_rows == 0:
+            return 1.0
+        nnz = int(self.disk.x.group["indptr"][-1])
+        return nnz / (self.n_rows * max(self.n_cols, 1))
+
+    def _block(self, k: int):
+        if k in self._cache:
+            self._cache.move_to_end(k)
+            return self._cache[k]
+        start = k * self.block_rows
+        block = self.disk.read_range(start, min(start + self.block_rows, self.n_rows))
+        self.blocks_read += 1
+        held = self._csr_rows.from_matrix(block, self.target)
+        self._cache[k] = held
+        while len(self._cache) > 2:
+            self._cache.popitem(last=False)
+        return held
+
+    def _parts(self, rows: torch.Tensor) -> Iterator[tuple[torch.Tensor, Any, torch.Tensor]]:
+        """``(positions in the minibatch, block, rows within the block)`` per block touched."""
+        blocks = torch.div(rows, self.block_rows, rounding_mode="floor")
+        for k in torch.unique(blocks).tolist():
+            where = torch.nonzero(blocks == k).ravel()
+            yield where, self._block(int(k)), rows[where] - k * self.block_rows
+
+    def dense_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows ``rows`` (file rows) as a dense float32 tensor on the device."""
+        rows = rows.cpu()
+        parts = list(self._parts(rows))
+        if len(parts) == 1:
+            return parts[0][1].dense_rows(parts[0][2])
+        out = torch.zeros((rows.numel(), self.n_cols), dtype=torch.float32, device=self.target)
+        for where, block, local in parts:
+            out[where.to(self.target)] = block.dense_rows(local)
+        return out
+
+    def sparse_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows ``rows`` (file rows) as a sparse CSR float32 tensor on the device."""
+        rows = rows.cpu()
+        parts = list(self._parts(rows))
+        if len(parts) == 1:
+            return parts[0][1].sparse_rows(parts[0][2])
+        # cells from two blocks (the seam of the block order): gather, then restore the order
+        stacked = sparse.vstack(
+            [_to_scipy(block, local) for _, block, local in parts], format="csr"
+        )
+        order = torch.cat([where for where, _, _ in parts]).argsort().numpy()
+        return self._csr_rows.from_matrix(stacked[order], self.target).sparse_rows(
+            torch.arange(rows.numel())
+        )
+
+
+def _to_scipy(block, local: torch.Tensor) -> sparse.csr_matrix:
+    """Rows ``local`` of a held block as scipy CSR on the host."""
+    t = block.sparse_rows(local, device="cpu")
+    return sparse.csr_matrix(
+        (t.values().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()),
+        shape=tuple(t.shape),
+    )
+
+
+class BlockShuffleBatchSampler(Sampler[list[int]]):
+    """Minibatches drawn block by block: blocks in a random order, cells shuffled within.
+
+    The training sampler for on-disk data: each block of ``block_rows`` consecutive file
+    rows is read once per epoch. The random order comes from torch's global generator,
+    as in :class:`~torch.utils.data.RandomSampler` (so ``scvi.settings.seed`` fixes it).
+
+    Parameters
+    ----------
+    file_rows
+        File row of each position the loader iterates over.
+    block_rows
+        Cells per block.
+    batch_size
+        Cells per minibatch.
+    drop_last
+        Drop the last, smaller minibatch of the epoch.
+    """
+
+    def __init__(
+        self, file_rows: np.ndarray, block_rows: int, batch_size: int, drop_last: bool = False
+    ) -> None:
+        self.blocks = np.asarray(file_rows, dtype=np.int64) // int(block_rows)
+        self.batch_size = int(batch_size)
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.blocks)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        by_block = np.argsort(self.blocks, kind="stable")
+        _, counts = np.unique(self.blocks[by_block], return_counts=True)
+        members = np.split(by_block, np.cumsum(counts)[:-1])
+        order = []
+        for i in torch.randperm(len(members)).tolist():
+            block = members[i]
+            order.append(block[torch.randperm(len(block)).numpy()])
+        flat = np.concatenate(order) if order else np.empty(0, dtype=np.int64)
+        for start in range(0, len(flat), self.batch_size):
+            batch = flat[start : start + self.batch_size]
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            yield batch.tolist()
