@@ -83,13 +83,24 @@ def tiled(name: str, tile: int, max_cells: int | None) -> md.MuData:
     return out
 
 
-def train_scmint(name: str, mdata: md.MuData, info: dict, epochs: int, timer: EpochTimer):
-    """Build and train one scmint model on every cell; returns the build time."""
+def train_scmint(
+    name: str,
+    mdata: md.MuData,
+    info: dict,
+    epochs: int,
+    timer: EpochTimer,
+    train_fraction: float = 1.0,
+):
+    """Build and train one scmint model on every cell; returns the build time.
+
+    A MuData read with ``backed=True`` must be padded already (it is trained from disk);
+    ``train_fraction`` < 1 stops each epoch after that share of its minibatches.
+    """
     import scmint.model
     from scmint.data import pad_mudata
 
     modalities = list(info["modalities"])
-    padded = pad_mudata(mdata, modalities=modalities)
+    padded = mdata if mdata.isbacked else pad_mudata(mdata, modalities=modalities)
     cls = getattr(scmint.model, name.upper())
     cls.setup_mudata(
         padded,
@@ -108,6 +119,8 @@ def train_scmint(name: str, mdata: md.MuData, info: dict, epochs: int, timer: Ep
         "callbacks": [timer],
         "enable_progress_bar": False,
     }
+    if train_fraction < 1.0:
+        train["limit_train_batches"] = train_fraction
     if name == "sccross":
         train.update(pretrain_epochs=epochs, reduce_lr_on_plateau=False)
     if name == "clue":

@@ -8,6 +8,13 @@ run at this size took longer than ``--budget-s``. Training uses the pieces of
 ``gpu_speed.py`` (same settings: every cell trains, MINNET with
 ``distance_cutoff="auto"``); the epoch time is that of the last epoch.
 
+With ``--data disk`` the tiled, padded dataset is first written to ``--files`` (by a
+separate process, streaming: one copy of the untiled data in memory, tiles appended to
+the file's sparse matrices) and the model trains from it read with ``backed=True``
+(:mod:`scmint.data._backed`); the row's ``data`` column says which. ``--train-fraction``
+stops each epoch after that share of its minibatches (for 1M cells on a CPU): the row
+keeps the measured seconds and reports ``epoch_s`` scaled to the whole epoch.
+
 Run from the repository root; results go to ``<out>/scale.csv``, ``scale.md`` and
 ``scale.png`` (log-log: seconds per epoch and peak RSS against cells)::
 
@@ -15,6 +22,7 @@ Run from the repository root; results go to ``<out>/scale.csv``, ``scale.md`` an
     python benchmarks/scale.py --tiles 1,10 --methods clue --append --out scale  # re-measure
     python benchmarks/scale.py --tiles 1,10,100 --out scale_gpu         # on a GPU
     python benchmarks/scale.py --tiles 1 --max-cells 600 --epochs 1     # smoke test
+    python benchmarks/scale.py --tiles 1,10 --methods clue --data disk --append --out scale
 """
 
 from __future__ import annotations
@@ -35,17 +43,86 @@ sys.path.insert(0, str(HERE))
 METHODS = ("multivi", "minnet", "clue", "sccross", "conaae")
 
 
-def run_one(method: str, dataset: str, tile: int, max_cells: int | None, epochs: int) -> dict:
-    """Train ``method`` on the tiled dataset in this process; the row without memory."""
+def tiled_file(args: argparse.Namespace, tile: int) -> Path:
+    """Where the padded dataset tiled ``tile`` times is written for ``--data disk``."""
+    cells = "" if args.max_cells is None else f"_max{args.max_cells}"
+    return Path(args.files) / f"{args.dataset}{cells}_x{tile}.h5mu"
+
+
+def write_tiled(dataset: str, tile: int, max_cells: int | None, path: Path) -> None:
+    """Write the padded dataset tiled ``tile`` times, streaming the tiles into the file.
+
+    One untiled copy is padded and written (X and obs only); each further tile is
+    appended to every modality's sparse X on disk, then the obs tables and mudata's
+    obs maps are rewritten for all cells: memory stays that of one copy.
+    """
+    import anndata as ad
+    import h5py
+    import mudata as md
+    import numpy as np
+    from anndata.io import sparse_dataset, write_elem
+    from scipy import sparse
+
+    from gpu_speed import tiled
+    from harness import dataset_info
+    from scmint.data import pad_mudata, write_h5mu
+
+    modalities = list(dataset_info(dataset)["modalities"])
+    padded = pad_mudata(tiled(dataset, 1, max_cells), modalities=modalities)
+    base = md.MuData(
+        {
+            m: ad.AnnData(X=sparse.csr_matrix(padded[m].X, dtype=np.float32), obs=padded[m].obs)
+            for m in modalities
+        }
+    )
+    base.obs = padded.obs.copy()
+    base.uns.update(padded.uns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    write_h5mu(base, tmp)
+    names = base.obs_names
+
+    def repeat(obs):
+        out = pd.concat([obs] * tile)
+        out.index = pd.Index([f"{n}-{k}" for k in range(tile) for n in names], dtype=object)
+        return out
+
+    with h5py.File(tmp, "r+") as f:
+        for m in modalities:
+            x = sparse_dataset(f[f"mod/{m}/X"])
+            for _ in range(tile - 1):
+                x.append(base[m].X)
+            write_elem(f[f"mod/{m}"], "obs", repeat(base[m].obs))
+            write_elem(f["obsmap"], m, np.arange(1, tile * base.n_obs + 1, dtype=np.int64))
+        write_elem(f, "obs", repeat(base.obs))
+        for key in list(f.get("obsm", {})):  # mudata's per-cell arrays
+            write_elem(f["obsm"], key, np.concatenate([f[f"obsm/{key}"][()]] * tile))
+    tmp.rename(path)
+
+
+def run_one(
+    method: str,
+    dataset: str,
+    tile: int,
+    max_cells: int | None,
+    epochs: int,
+    path: Path | None = None,
+    train_fraction: float = 1.0,
+) -> dict:
+    """Train ``method`` on the tiled dataset in this process; the row without memory.
+
+    ``path``: train from this file, read with ``backed=True``, instead of from memory.
+    """
     import scvi
     import torch
 
     from gpu_speed import EpochTimer, tiled, train_multivi, train_scmint
     from harness import dataset_info
+    from scmint.data import read_h5mu
 
     info = dataset_info(dataset)
     t0 = time.perf_counter()
-    mdata = tiled(dataset, tile, max_cells)
+    mdata = tiled(dataset, tile, max_cells) if path is None else read_h5mu(path, backed=True)
     load = time.perf_counter() - t0
     scvi.settings.seed = 0
     timer = EpochTimer()
@@ -54,16 +131,20 @@ def run_one(method: str, dataset: str, tile: int, max_cells: int | None, epochs:
     if method == "multivi":
         build = train_multivi(mdata, info, epochs, timer)
     else:
-        build = train_scmint(method, mdata, info, epochs, timer)
+        build = train_scmint(method, mdata, info, epochs, timer, train_fraction)
     start, end = timer.epochs[-1]
+    epoch = (end - start) / train_fraction
     return {
         "method": method,
+        "data": "memory" if path is None else "disk",
         "cells": mdata.n_obs,
         "features": sum(a.n_vars for a in mdata.mod.values()),
         "load_s": round(load, 1),
         "build_s": round(build, 1),
-        "epoch_s": round(end - start, 2),
-        "cells_per_s": round(mdata.n_obs / (end - start)),
+        "epoch_fraction": train_fraction,
+        "measured_s": round(end - start, 2),
+        "epoch_s": round(epoch, 2),
+        "cells_per_s": round(mdata.n_obs / epoch),
         "gpu_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20)
         if torch.cuda.is_available()
         else None,
@@ -87,6 +168,9 @@ def run_in_child(args: argparse.Namespace, method: str, tile: int) -> dict:
     ]
     if args.max_cells is not None:
         command += ["--max-cells", str(args.max_cells)]
+    if args.data == "disk":
+        command += ["--data", "disk", "--files", args.files]
+        command += ["--train-fraction", str(args.train_fraction)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read()
@@ -94,7 +178,8 @@ def run_in_child(args: argparse.Namespace, method: str, tile: int) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
     rows = [line for line in out.splitlines() if line.startswith("ROW ")]
-    row = json.loads(rows[-1][4:]) if rows else {"method": method, "error": out[-300:]}
+    failed = {"method": method, "data": args.data, "error": out[-300:]}
+    row = json.loads(rows[-1][4:]) if rows else failed
     row.update(
         tile=tile,
         wall_s=round(wall, 1),
@@ -130,8 +215,13 @@ def _merged(earlier: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
     """Earlier rows whose (method, tile) was not run now, then this sitting's rows."""
     if earlier.empty:
         return now
-    done = set(zip(now["method"], now["tile"], strict=True))
-    keep = [(m, t) not in done for m, t in zip(earlier["method"], earlier["tile"], strict=True)]
+    earlier = earlier.copy()
+    if "data" not in earlier:
+        earlier["data"] = "memory"  # rows from before on-disk runs
+    earlier["data"] = earlier["data"].fillna("memory")
+    key = ["method", "tile", "data"]
+    done = set(map(tuple, now[key].to_numpy()))
+    keep = [tuple(k) not in done for k in earlier[key].to_numpy()]
     return pd.concat([earlier[keep], now], ignore_index=True)
 
 
@@ -163,11 +253,33 @@ def main() -> None:  # noqa: D103
         action="store_true",
         help="keep the rows already in <out>/scale.csv, replacing the (method, tile) pairs run now",
     )
+    parser.add_argument(
+        "--data", choices=("memory", "disk"), default="memory", help="train from memory or disk"
+    )
+    parser.add_argument(
+        "--files", default="/tmp/scmint_scale", help="folder of the tiled files (--data disk)"
+    )
+    parser.add_argument(
+        "--train-fraction", type=float, default=1.0, help="share of each epoch's minibatches"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--write-file", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     tiles = [int(t) for t in args.tiles.split(",")]
+    if args.write_file:
+        write_tiled(args.dataset, tiles[0], args.max_cells, tiled_file(args, tiles[0]))
+        return
     if args.child is not None:
-        row = run_one(args.child, args.dataset, tiles[0], args.max_cells, args.epochs)
+        path = tiled_file(args, tiles[0]) if args.data == "disk" else None
+        row = run_one(
+            args.child,
+            args.dataset,
+            tiles[0],
+            args.max_cells,
+            args.epochs,
+            path,
+            args.train_fraction,
+        )
         print("ROW " + json.dumps(row), flush=True)
         return
 
@@ -179,6 +291,16 @@ def main() -> None:  # noqa: D103
     commit = _git_commit()
     rows, over_budget = [], set()
     for tile in tiles:
+        if args.data == "disk" and not tiled_file(args, tile).exists():
+            print(f"== writing {tiled_file(args, tile)}", flush=True)
+            t0 = time.perf_counter()
+            command = [sys.executable, str(Path(__file__).resolve()), "--write-file"]
+            command += ["--dataset", args.dataset, "--tiles", str(tile)]
+            command += ["--files", args.files]
+            if args.max_cells is not None:
+                command += ["--max-cells", str(args.max_cells)]
+            subprocess.run(command, check=True)
+            print(f"   written in {time.perf_counter() - t0:.0f} s", flush=True)
         for method in args.methods.split(","):
             if method in over_budget:
                 print(f"== {method} x{tile}: skipped (over budget at a smaller size)", flush=True)
