@@ -149,6 +149,7 @@ def run_one(
         if torch.cuda.is_available()
         else None,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
     }
 
 

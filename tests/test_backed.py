@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scvi
 import torch
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from scipy import sparse
 
 import scmint
@@ -173,10 +174,43 @@ def test_clue_trains_from_disk_as_well_as_from_memory(multiome_files, small_bloc
     )
 
 
-@pytest.mark.parametrize("model_cls", [MINNET, SCCROSS, CONAAE])
+def test_conaae_trains_from_disk_with_scalers_fitted_on_a_subsample(
+    multiome_files, small_blocks, monkeypatch, tmp_path
+):
+    from scmint.model import _base
+
+    monkeypatch.setattr(_base, "ON_DISK_FIT_CELLS", 200)
+    padded, path = multiome_files
+    on_disk = md.read_h5mu(path, backed=True)
+    scvi.settings.seed = 0
+    CONAAE.setup_mudata(on_disk, labels_key="cell_type")
+    model = CONAAE(on_disk)
+    # the scaler statistics are those of 200 of the 500 cells, drawn with the seed
+    rows = _base.fit_subsample(np.arange(padded.n_obs), 200)
+    assert len(rows) == 200 and np.all(np.diff(rows) > 0)
+    expected = _base.make_feature_scaler("log", 1e4, 10.0).fit(padded["rna"].X[rows])
+    np.testing.assert_allclose(
+        model.module.scalers["rna"].mean.numpy(), expected.mean_, rtol=1e-4, atol=1e-5
+    )
+    model.train(max_epochs=3)
+    assert on_disk["rna"].isbacked
+    # epochs from disk take long: the bar is Lightning's per-minibatch one, with an ETA
+    bar = model.trainer.progress_bar_callback
+    assert isinstance(bar, RichProgressBar | TQDMProgressBar), bar
+    model.save(tmp_path / "conaae")
+    same = CONAAE.load(tmp_path / "conaae", adata=padded)
+    np.testing.assert_allclose(
+        model.get_latent_representation(modality="atac"),
+        same.get_latent_representation(modality="atac"),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("model_cls", [MINNET, SCCROSS])
 def test_models_that_need_data_in_memory_refuse_disk_up_front(multiome_files, model_cls):
     _, path = multiome_files
-    with pytest.raises(ValueError, match="backed=True.*models that train from disk: CLUE"):
+    with pytest.raises(ValueError, match="backed=True.*train from disk: CLUE, CONAAE"):
         model_cls.setup_mudata(md.read_h5mu(path, backed=True), labels_key="cell_type")
 
 

@@ -46,12 +46,18 @@ class QuietTrainRunner(TrainRunner):
     logging-interval or deprecation notices; progress bars, early stopping messages and
     every warning about the data or the model are shown as before. A DDP ``strategy``
     given by name runs with unused-parameter detection (:func:`tolerant_strategy`).
+    A model trained from data on disk (``backed=True``, epochs of minutes to hours)
+    shows Lightning's per-minibatch progress bar, with the time left in the epoch,
+    instead of scvi-tools' per-epoch bar (unless ``simple_progress_bar`` is given).
     """
 
     @quiet_libraries()
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if "strategy" in kwargs:
             kwargs["strategy"] = tolerant_strategy(kwargs["strategy"])
+        model = args[0] if args else kwargs.get("model")
+        if getattr(getattr(model, "adata", None), "isbacked", False):
+            kwargs.setdefault("simple_progress_bar", False)
         super().__init__(*args, **kwargs)
 
     @quiet_libraries()

@@ -16,12 +16,13 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from torch.distributions import Normal, kl_divergence
 
 from scmint.data import MuDataSetupMixin, RegisteredDataSplitter, data_key, row_batches
-from scmint.data._backed import in_memory
+from scmint.data._backed import OnDiskRows, in_memory
 from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
     MultiModalMixin,
     check_positive_int,
+    fit_subsample,
     keep_torch_threads,
     make_feature_scaler,
     resolve_per_modality,
@@ -95,8 +96,8 @@ class CLUE(
     (blocks in a random order, cells shuffled within each block; at most two blocks held,
     :mod:`scmint.data._backed`), so host memory does not grow with the number of cells
     beyond per-cell vectors. Setup's checks and the library sizes read the file chunk by
-    chunk (a few passes over it); a CLR modality (protein) is read into memory to fit its
-    geometric means.
+    chunk (a few passes over it); a CLR modality's geometric means are fitted on at most
+    :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) of its cells, drawn at random.
 
     Parameters
     ----------
@@ -272,8 +273,11 @@ class CLUE(
                 if norms[m] != "clr":
                     continue
                 rows = np.flatnonzero(self._registered_mask(m))
+                x = self._registered(m)
+                if isinstance(x, OnDiskRows):
+                    rows = fit_subsample(rows)
                 scaler = make_feature_scaler("clr", 1e4, None).fit(
-                    in_memory(self._registered(m)[rows]), feature_names=self.adata.mod[m].var_names
+                    in_memory(x[rows]), feature_names=self.adata.mod[m].var_names
                 )
                 gm = torch.as_tensor(np.asarray(scaler.clr_geometric_mean_), dtype=torch.float32)
                 self.module.inputs[m].geometric_mean.copy_(gm)

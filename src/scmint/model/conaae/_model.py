@@ -116,6 +116,12 @@ class CONAAE(
     mean and spread of its cells' embeddings) and decodes every modality from each code
     into the same space: matched normalised profiles, not counts.
 
+    **Atlases on disk.** CONAAE also trains and infers from a padded MuData read with
+    ``mudata.read_h5mu(path, backed=True)``: cells are read in blocks of about 128 MB
+    (:mod:`scmint.data._backed`), and the feature scalers are fitted on at most
+    :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) cells of each modality, drawn
+    at random (every cell when the data are in memory).
+
     Parameters
     ----------
     mdata
@@ -178,6 +184,7 @@ class CONAAE(
     _training_plan_cls = GeneratorDiscriminatorPlan
     _data_splitter_cls = RegisteredDataSplitter
     _train_runner_cls = QuietTrainRunner
+    _reads_from_disk = True
     _latent_key = "X_conaae"
     #: Space of :meth:`translate`'s output with the defaults (``scale="normalized"``,
     #: ``normalization="log"``, ``target_sum=1e4``): ``"lognorm"``, that is
