@@ -221,10 +221,21 @@ def test_column_stored_matrix_on_disk_is_refused_with_how_to_fix(tmp_path):
         OnDiskRows(on_disk)
 
 
-def test_several_devices_with_data_on_disk_are_refused(multiome_files):
-    _, path = multiome_files
-    on_disk = md.read_h5mu(path, backed=True)
-    CLUE.setup_mudata(on_disk)
-    manager = CLUE(on_disk).adata_manager
-    with pytest.raises(ValueError, match="several devices.*into memory"):
-        scmint.data.TensorDataLoader(manager, shuffle=True, distributed_sampler=True)
+def test_block_sampler_on_several_processes_splits_the_blocks():
+    rows = np.arange(1000)
+    ranks = [
+        BlockShuffleBatchSampler(rows, 100, 32, num_replicas=3, rank=r, seed=4) for r in range(3)
+    ]
+    for sampler in ranks:
+        sampler.set_epoch(2)
+    drawn = [np.concatenate(list(s)) for s in ranks]
+    assert {len(list(s)) for s in ranks} == {len(ranks[0])} and len(ranks[0]) == 11
+    assert all(len(d) == 334 for d in drawn)  # ceil(1000 / 3), shares wrapped around
+    blocks = [set(rows[d] // 100) for d in drawn]
+    assert not (blocks[0] & blocks[1]) and not (blocks[1] & blocks[2])  # own blocks only
+    assert set.union(*blocks) == set(range(10))
+    again = BlockShuffleBatchSampler(rows, 100, 32, num_replicas=3, rank=0, seed=4)
+    again.set_epoch(2)
+    assert np.array_equal(np.concatenate(list(again)), drawn[0])  # the same on every call
+    again.set_epoch(3)
+    assert not np.array_equal(np.concatenate(list(again)), drawn[0])  # a new order each epoch

@@ -284,8 +284,16 @@ class BlockShuffleBatchSampler(Sampler[list[int]]):
     """Minibatches drawn block by block: blocks in a random order, cells shuffled within.
 
     The training sampler for on-disk data: each block of ``block_rows`` consecutive file
-    rows is read once per epoch. The random order comes from torch's global generator,
-    as in :class:`~torch.utils.data.RandomSampler` (so ``scvi.settings.seed`` fixes it).
+    rows is read once per epoch. On one device the random order comes from torch's
+    global generator, as in :class:`~torch.utils.data.RandomSampler` (so
+    ``scvi.settings.seed`` fixes it).
+
+    On several devices (``num_replicas > 1``, DDP) every process draws the same block
+    order (a generator seeded with ``seed`` plus the epoch, see :meth:`set_epoch`) and
+    takes every ``num_replicas``-th block from position ``rank``, so each process reads
+    only its own blocks. As :class:`~torch.utils.data.DistributedSampler` does, each
+    process's share is cut or wrapped around to ``ceil(cells / num_replicas)`` cells so
+    that all processes take the same number of steps.
 
     Parameters
     ----------
@@ -297,28 +305,57 @@ class BlockShuffleBatchSampler(Sampler[list[int]]):
         Cells per minibatch.
     drop_last
         Drop the last, smaller minibatch of the epoch.
+    num_replicas, rank
+        Number of processes and this one's rank (default one process).
+    seed
+        Seed of the shared block order on several processes.
     """
 
     def __init__(
-        self, file_rows: np.ndarray, block_rows: int, batch_size: int, drop_last: bool = False
+        self,
+        file_rows: np.ndarray,
+        block_rows: int,
+        batch_size: int,
+        drop_last: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
     ) -> None:
         self.blocks = np.asarray(file_rows, dtype=np.int64) // int(block_rows)
         self.batch_size = int(batch_size)
         self.drop_last = drop_last
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch number (Lightning sets it): the block order of several processes."""
+        self.epoch = int(epoch)
+
+    def _n_cells(self) -> int:
+        """Cells this process draws in an epoch."""
+        return -(-len(self.blocks) // self.num_replicas)
 
     def __len__(self) -> int:
-        n = len(self.blocks)
+        n = self._n_cells()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
+        generator = None
+        if self.num_replicas > 1:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
         by_block = np.argsort(self.blocks, kind="stable")
         _, counts = np.unique(self.blocks[by_block], return_counts=True)
-        members = np.split(by_block, np.cumsum(counts)[:-1])
+        members = np.split(by_block, np.cumsum(counts)[:-1]) if len(by_block) else []
+        blocks = torch.randperm(len(members), generator=generator).tolist()
         order = []
-        for i in torch.randperm(len(members)).tolist():
+        for i in blocks[self.rank :: self.num_replicas]:
             block = members[i]
-            order.append(block[torch.randperm(len(block)).numpy()])
+            order.append(block[torch.randperm(len(block), generator=generator).numpy()])
         flat = np.concatenate(order) if order else np.empty(0, dtype=np.int64)
+        if self.num_replicas > 1 and len(flat):  # the same number of steps everywhere
+            flat = np.resize(flat, self._n_cells())
         for start in range(0, len(flat), self.batch_size):
             batch = flat[start : start + self.batch_size]
             if self.drop_last and len(batch) < self.batch_size:

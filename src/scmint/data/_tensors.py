@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scvi
 import torch
 from scipy import sparse
 from scvi.data._utils import registry_key_to_default_dtype
@@ -349,14 +350,17 @@ class TensorDataLoader(DataLoader):
         if sampler is not None and distributed_sampler:
             raise ValueError("Cannot specify both `sampler` and `distributed_sampler`.")
         if sampler is None:
-            if distributed_sampler:
-                if tensors.block_rows is not None:
-                    raise ValueError(
-                        "Training on several devices reads cells in a random order, which "
-                        "data on disk (a MuData read with backed=True) cannot serve fast. "
-                        "Train on one device, or read the data into memory (mdata = "
-                        "mudata.read_h5mu(path)) for several devices."
-                    )
+            if distributed_sampler and shuffle and tensors.block_rows is not None:
+                sampler = BlockShuffleBatchSampler(  # on disk: each process its blocks
+                    self.indices,
+                    tensors.block_rows,
+                    batch_size,
+                    drop_last,
+                    num_replicas=torch.distributed.get_world_size(),
+                    rank=torch.distributed.get_rank(),
+                    seed=scvi.settings.seed or 0,
+                )
+            elif distributed_sampler:
                 sampler = BatchDistributedSampler(
                     self.dataset_,
                     batch_size=batch_size,
