@@ -198,10 +198,16 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for method, rows in table.dropna(subset=["epoch_s"]).groupby("method"):
+    table = table.assign(data=table.get("data", pd.Series("memory", index=table.index)))
+    table["data"] = table["data"].fillna("memory")
+    methods = sorted(table["method"].unique())
+    colors = dict(zip(methods, plt.get_cmap("tab10").colors[: len(methods)], strict=True))
+    for (method, data), rows in table.dropna(subset=["epoch_s"]).groupby(["method", "data"]):
         rows = rows.sort_values("cells")
-        axes[0].plot(rows.cells, rows.epoch_s, "o-", label=method)
-        axes[1].plot(rows.cells, rows.peak_rss_mb / 1024, "o-", label=method)
+        style = "o--" if data == "disk" else "o-"  # dashed: trained from a backed file
+        label = f"{method} (from disk)" if data == "disk" else method
+        for ax, y in zip(axes, (rows.epoch_s, rows.peak_rss_mb / 1024), strict=True):
+            ax.plot(rows.cells, y, style, color=colors[method], label=label)
     for ax, label in zip(axes, ("seconds per epoch", "peak RSS (GB)"), strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -1,6 +1,7 @@
 """Training and inference from a MuData that stays on disk (``read_h5mu(path, backed=True)``)."""
 
 import contextlib
+import warnings
 
 import anndata as ad
 import mudata as md
@@ -56,7 +57,7 @@ def counts_on_disk(tmp_path):
 
 def test_block_sampler_reads_each_block_once_in_a_seeded_order():
     rows = np.sort(np.random.default_rng(1).choice(1000, 700, replace=False))
-    sampler = BlockShuffleBatchSampler(rows, block_rows=100, batch_size=32)
+    sampler = BlockShuffleBatchSampler(rows, block_rows=100, batch_size=32, pool_blocks=1)
     torch.manual_seed(0)
     batches = list(sampler)
     assert len(batches) == len(sampler) == 22
@@ -64,13 +65,25 @@ def test_block_sampler_reads_each_block_once_in_a_seeded_order():
     assert np.array_equal(np.sort(flat), np.arange(700))  # every position once
     blocks = rows[flat] // 100
     assert np.count_nonzero(np.diff(blocks)) == 9  # ten blocks, each visited in one run
-    assert not np.array_equal(blocks, np.sort(blocks)) or len(np.unique(blocks)) == 1
+    assert not np.array_equal(blocks, np.sort(blocks))  # in a random order
     torch.manual_seed(0)
     assert all(np.array_equal(a, b) for a, b in zip(batches, sampler, strict=True))
     torch.manual_seed(1)
     assert not np.array_equal(np.concatenate(list(sampler)), flat)
     dropped = BlockShuffleBatchSampler(rows, 100, 32, drop_last=True)
     assert len(dropped) == 21 and all(len(b) == 32 for b in dropped)
+
+    # pools of four blocks: their cells are shuffled together, pool after pool
+    pooled = np.concatenate(list(BlockShuffleBatchSampler(rows, 100, 32, pool_blocks=4)))
+    blocks = rows[pooled] // 100
+    first_seen = list(dict.fromkeys(blocks.tolist()))
+    start = 0
+    for i in range(0, 10, 4):
+        pool = set(first_seen[i : i + 4])
+        size = int(np.isin(blocks, list(pool)).sum())
+        assert set(blocks[start : start + size].tolist()) == pool
+        start += size
+    assert np.count_nonzero(np.diff(blocks)) > 9  # blocks interleaved within a pool
 
 
 def test_disk_minibatches_equal_the_in_memory_ones(counts_on_disk):
@@ -85,7 +98,7 @@ def test_disk_minibatches_equal_the_in_memory_ones(counts_on_disk):
         assert torch.equal(disk.sparse_rows(rows).to_dense(), memory.dense_rows(rows))
         if rows is within:
             assert disk.blocks_read == 1  # read once, then cut from the held block
-    assert len(disk._cache) == 2  # at most two blocks are held
+    assert len(disk._cache) == 4 <= backed_module.POOL_BLOCKS + 1  # the blocks touched
 
 
 def test_on_disk_selection_reads_what_memory_holds(counts_on_disk, small_blocks):
@@ -129,9 +142,30 @@ def test_value_checks_read_disk_chunks_and_count_as_in_memory(tmp_path, small_bl
 
 @pytest.fixture
 def multiome_files(bmmc_multiome, tmp_path):
-    """The padded BMMC Multiome starter in memory and written to disk."""
+    """The padded BMMC Multiome starter in memory and written to disk, cells shuffled."""
     padded = pad_mudata(bmmc_multiome)
-    return padded, _write(padded, tmp_path / "multiome.h5mu")
+    path = scmint.data.write_h5mu(padded, tmp_path / "multiome.h5mu", shuffle_cells=True)
+    return md.read_h5mu(path), path
+
+
+def test_a_file_sorted_by_batch_warns_and_shuffled_cells_mix(bmmc_multiome, small_blocks, tmp_path):
+    padded = pad_mudata(bmmc_multiome)
+    for shuffle, warns in ((False, True), (True, False)):
+        path = scmint.data.write_h5mu(padded, tmp_path / f"{shuffle}.h5mu", shuffle_cells=shuffle)
+        on_disk = md.read_h5mu(path, backed=True)
+        CLUE.setup_mudata(on_disk, batch_key="batch")
+        manager = CLUE(on_disk).adata_manager
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scmint.data.RegisteredTensors(manager)
+        sorted_warnings = [w for w in caught if "sorted by batch" in str(w.message)]
+        assert bool(sorted_warnings) == warns, [str(w.message) for w in caught]
+        if shuffle:  # the same cells, every modality in the same new order
+            back = md.read_h5mu(path)
+            assert set(back.obs_names) == set(padded.obs_names)
+            assert not back.obs_names.equals(padded.obs_names)
+            row = padded.obs_names.get_loc(back.obs_names[0])
+            assert (back["atac"].X[0] != padded["atac"].X[row]).nnz == 0
 
 
 def _fit_clue(mdata, epochs: int) -> CLUE:

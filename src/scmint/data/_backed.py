@@ -11,17 +11,23 @@ of cells beyond per-cell vectors:
   the checks, sums and inference passes of the data layer go through it.
 - :class:`DiskCSRRows` serves training minibatches: the file's rows are cut into blocks
   of :attr:`DiskCSRRows.block_rows` consecutive cells; a block is read once into a
-  :class:`~scmint.data.CSRRows` (on the device when it fits) and the minibatches of
-  that block are cut there. The training loader draws the blocks in a random order
-  and the cells of a block in a random order (:class:`BlockShuffleBatchSampler`),
-  so an epoch reads every block once.
+  :class:`~scmint.data.CSRRows` (on the device when it fits) and minibatches are cut
+  there. The training loader draws the blocks in a random order, takes them
+  :data:`POOL_BLOCKS` at a time and shuffles the cells of those blocks together
+  (:class:`BlockShuffleBatchSampler`), so an epoch reads every block once and a
+  minibatch mixes cells of several regions of the file.
 
 The memory rule: a chunk (or block) holds about :data:`CHUNK_BYTES` of values and
-column indices, and at most two blocks are held at once.
+column indices, and at most ``POOL_BLOCKS + 1`` blocks are held at once. Files whose
+cells are sorted (by batch, sample or measured modalities, as :func:`pad_mudata`
+leaves a mosaic) still give minibatches of few batches: write them with their cells
+shuffled once (``scmint.data.write_h5mu(mdata, path, shuffle_cells=True)``); training
+from such a file warns (:func:`check_block_mixing`).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -30,15 +36,23 @@ import h5py
 import numpy as np
 import torch
 from scipy import sparse
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
+
+from scmint.nn._sparse import csr_row_positions
 
 try:  # anndata >= 0.11
     from anndata.abc import CSCDataset, CSRDataset
 except ImportError:  # pragma: no cover - older anndata
     from anndata.experimental import CSCDataset, CSRDataset
 
-CHUNK_BYTES = 128 * 2**20
+CHUNK_BYTES = 64 * 2**20
 """Bytes of stored values and column indices read from disk at once (one chunk, one block)."""
+
+POOL_BLOCKS = 4
+"""Blocks whose cells are shuffled together into the minibatches of a training epoch.
+
+A minibatch mixes cells of four random regions of the file, and at most
+``POOL_BLOCKS + 1`` blocks (about 320 MB) are held at once."""
 
 MIN_CHUNK_ROWS = 256
 """Fewest cells in a chunk, whatever their size."""
@@ -188,12 +202,43 @@ def stored_value_chunks(x) -> Iterator[np.ndarray]:
     yield np.asarray(x.data if sparse.issparse(x) else x)
 
 
+def check_block_mixing(
+    codes: dict[str, np.ndarray], block_rows: int, min_share: float = 0.5
+) -> None:
+    """Warn when most blocks of an on-disk file hold cells of one kind only.
+
+    ``codes`` maps what a per-cell code means (``"batch"``, ``"measured modalities"``) to
+    its value for every file row. When the code takes several values overall but at
+    least ``min_share`` of the blocks hold a single one (cells sorted by it in the file),
+    minibatches drawn from a few blocks would too: the warning says how to write the
+    file with its cells shuffled.
+    """
+    for what, code in codes.items():
+        code = np.asarray(code).ravel()
+        blocks = np.arange(len(code)) // int(block_rows)
+        if blocks[-1:].sum() < 1 or len(np.unique(code)) < 2:
+            continue  # one block, or one kind of cell
+        pairs = np.unique(np.stack([blocks, code.astype(np.int64)]), axis=1)
+        kinds = np.bincount(pairs[0], minlength=int(blocks[-1]) + 1)
+        single = float(np.mean(kinds == 1))
+        if single >= min_share:
+            warnings.warn(
+                f"The cells of the file are sorted by {what}: {single:.0%} of its blocks of "
+                f"{block_rows} consecutive cells hold one {what} only, so the minibatches "
+                f"drawn from them (a few blocks each) mix few. Write the file once with its "
+                "cells shuffled: scmint.data.write_h5mu(mdata, path, shuffle_cells=True).",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
 class DiskCSRRows:
     """An on-disk matrix read block by block for minibatches, like :class:`~scmint.data.CSRRows`.
 
-    Blocks are :attr:`block_rows` consecutive file rows; the two most recently used blocks
-    are held as :class:`~scmint.data.CSRRows` on ``device`` (a minibatch whose cells span
-    two blocks, at the seam of the loader's block order, reads from both).
+    Blocks are :attr:`block_rows` consecutive file rows; the ``POOL_BLOCKS + 1`` most
+    recently used blocks are held as :class:`~scmint.data.CSRRows` on ``device``, and a
+    minibatch whose cells lie in several of them is assembled from their rows on the
+    device.
 
     Parameters
     ----------
@@ -233,7 +278,7 @@ class DiskCSRRows:
         self.blocks_read += 1
         held = self._csr_rows.from_matrix(block, self.target)
         self._cache[k] = held
-        while len(self._cache) > 2:
+        while len(self._cache) > POOL_BLOCKS + 1:
             self._cache.popitem(last=False)
         return held
 
@@ -261,39 +306,49 @@ class DiskCSRRows:
         parts = list(self._parts(rows))
         if len(parts) == 1:
             return parts[0][1].sparse_rows(parts[0][2])
-        # cells from two blocks (the seam of the block order): gather, then restore the order
-        stacked = sparse.vstack(
-            [_to_scipy(block, local) for _, block, local in parts], format="csr"
-        )
-        order = torch.cat([where for where, _, _ in parts]).argsort().numpy()
-        return self._csr_rows.from_matrix(stacked[order], self.target).sparse_rows(
-            torch.arange(rows.numel())
-        )
+        # rows from several held blocks: each block's entries go to their rows' places
+        cuts = []
+        lengths = torch.zeros(rows.numel(), dtype=torch.int64, device=self.target)
+        for where, block, local in parts:
+            crow, position, row_of = csr_row_positions(block.crow, local)
+            where = where.to(self.target)
+            lengths[where] = (crow[1:] - crow[:-1]).to(self.target)
+            cuts.append((where, block, crow.to(self.target), position, row_of.to(self.target)))
+        crow = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=self.target)
+        torch.cumsum(lengths, 0, out=crow[1:])
+        col = torch.empty(int(crow[-1]), dtype=torch.int64, device=self.target)
+        values = torch.empty(int(crow[-1]), dtype=torch.float32, device=self.target)
+        for where, block, part_crow, position, row_of in cuts:
+            offset = torch.arange(row_of.numel(), device=self.target) - part_crow[row_of]
+            place = crow[where[row_of]] + offset
+            col[place] = block.col[position].to(self.target)
+            values[place] = block.values[position].to(self.target)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": it is used here
+            warnings.filterwarnings(
+                "ignore", message="Sparse CSR tensor support", category=UserWarning
+            )
+            return torch.sparse_csr_tensor(
+                crow, col, values, size=(rows.numel(), self.n_cols), check_invariants=False
+            )
 
 
-def _to_scipy(block, local: torch.Tensor) -> sparse.csr_matrix:
-    """Rows ``local`` of a held block as scipy CSR on the host."""
-    t = block.sparse_rows(local, device="cpu")
-    return sparse.csr_matrix(
-        (t.values().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()),
-        shape=tuple(t.shape),
-    )
-
-
-class BlockShuffleBatchSampler(Sampler[list[int]]):
-    """Minibatches drawn block by block: blocks in a random order, cells shuffled within.
+class BlockShuffleBatchSampler(DistributedSampler):
+    """Minibatches drawn block by block: blocks in a random order, cells shuffled in pools.
 
     The training sampler for on-disk data: each block of ``block_rows`` consecutive file
-    rows is read once per epoch. On one device the random order comes from torch's
+    rows is read once per epoch; the blocks are taken ``pool_blocks`` at a time and the
+    cells of those blocks shuffled together. On one device the random order comes from torch's
     global generator, as in :class:`~torch.utils.data.RandomSampler` (so
     ``scvi.settings.seed`` fixes it).
 
     On several devices (``num_replicas > 1``, DDP) every process draws the same block
-    order (a generator seeded with ``seed`` plus the epoch, see :meth:`set_epoch`) and
+    order (a generator seeded with ``seed`` plus the epoch, ``set_epoch``) and
     takes every ``num_replicas``-th block from position ``rank``, so each process reads
     only its own blocks. As :class:`~torch.utils.data.DistributedSampler` does, each
     process's share is cut or wrapped around to ``ceil(cells / num_replicas)`` cells so
-    that all processes take the same number of steps.
+    that all processes take the same number of steps. (It is a
+    :class:`~torch.utils.data.DistributedSampler` so that Lightning keeps it in place
+    under DDP.)
 
     Parameters
     ----------
@@ -309,6 +364,8 @@ class BlockShuffleBatchSampler(Sampler[list[int]]):
         Number of processes and this one's rank (default one process).
     seed
         Seed of the shared block order on several processes.
+    pool_blocks
+        Blocks whose cells are shuffled together (default :data:`POOL_BLOCKS`).
     """
 
     def __init__(
@@ -320,18 +377,15 @@ class BlockShuffleBatchSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
         seed: int = 0,
+        pool_blocks: int | None = None,
     ) -> None:
         self.blocks = np.asarray(file_rows, dtype=np.int64) // int(block_rows)
+        super().__init__(
+            self.blocks, num_replicas=int(num_replicas), rank=int(rank), seed=int(seed)
+        )
         self.batch_size = int(batch_size)
         self.drop_last = drop_last
-        self.num_replicas = int(num_replicas)
-        self.rank = int(rank)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Epoch number (Lightning sets it): the block order of several processes."""
-        self.epoch = int(epoch)
+        self.pool_blocks = POOL_BLOCKS if pool_blocks is None else int(pool_blocks)
 
     def _n_cells(self) -> int:
         """Cells this process draws in an epoch."""
@@ -349,10 +403,11 @@ class BlockShuffleBatchSampler(Sampler[list[int]]):
         _, counts = np.unique(self.blocks[by_block], return_counts=True)
         members = np.split(by_block, np.cumsum(counts)[:-1]) if len(by_block) else []
         blocks = torch.randperm(len(members), generator=generator).tolist()
+        mine = blocks[self.rank :: self.num_replicas]
         order = []
-        for i in blocks[self.rank :: self.num_replicas]:
-            block = members[i]
-            order.append(block[torch.randperm(len(block), generator=generator).numpy()])
+        for start in range(0, len(mine), self.pool_blocks):  # cells of a pool shuffled together
+            pool = np.concatenate([members[i] for i in mine[start : start + self.pool_blocks]])
+            order.append(pool[torch.randperm(len(pool), generator=generator).numpy()])
         flat = np.concatenate(order) if order else np.empty(0, dtype=np.int64)
         if self.num_replicas > 1 and len(flat):  # the same number of steps everywhere
             flat = np.resize(flat, self._n_cells())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Literal
 
 import anndata as ad
 import mudata as md
+import numpy as np
 
 from .._quiet import quiet_libraries
 
@@ -48,7 +50,9 @@ def read_h5mu(path: str | Path, backed: Literal["r", "r+"] | bool | None = None)
     return md.read_h5mu(path, backed=backed)
 
 
-def write_h5mu(mdata: md.MuData, path: str | Path) -> Path:
+def write_h5mu(
+    mdata: md.MuData, path: str | Path, shuffle_cells: bool = False, seed: int = 0
+) -> Path:
     """Write a MuData to a ``.h5mu`` file, e.g. a padded one to train from disk.
 
     :meth:`mudata.MuData.write`, with pandas 3's string columns and indexes allowed
@@ -62,6 +66,13 @@ def write_h5mu(mdata: md.MuData, path: str | Path) -> Path:
         The MuData to write (not modified).
     path
         The ``.h5mu`` file to write (replaced if it exists).
+    shuffle_cells
+        Write the cells in a random order (every modality alike). Recommended for a file
+        to train from disk: minibatches are drawn from a few blocks of consecutive cells
+        (:mod:`scmint.data._backed`), which then mix batches and measured modalities
+        even when ``mdata`` is sorted by them (as :func:`pad_mudata` leaves a mosaic).
+    seed
+        Seed of the random order.
 
     Returns
     -------
@@ -74,10 +85,14 @@ def write_h5mu(mdata: md.MuData, path: str | Path) -> Path:
     >>> scmint.data.write_h5mu(padded, "padded.h5mu")  # doctest: +SKIP
     """
     path = Path(path)
+    if shuffle_cells:
+        mdata = mdata[np.random.default_rng(seed).permutation(mdata.n_obs)]
     try:
         allow = ad.settings.override(allow_write_nullable_strings=True)
     except (AttributeError, KeyError, TypeError, ValueError):  # anndata without the setting
         allow = contextlib.nullcontext()
-    with allow:
+    with allow, warnings.catch_warnings():
+        # writing the shuffled view fills mudata's per-modality varm of the view
+        warnings.filterwarnings("ignore", category=ad.ImplicitModificationWarning)
         mdata.write(path)
     return path

@@ -40,6 +40,7 @@ import pandas as pd
 import scvi
 import torch
 from scipy import sparse
+from scvi import REGISTRY_KEYS
 from scvi.data._utils import registry_key_to_default_dtype
 from scvi.dataloaders import DataSplitter
 from scvi.dataloaders._samplers import BatchDistributedSampler
@@ -47,7 +48,14 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from scmint.nn._sparse import csr_row_positions
 
-from ._backed import BlockShuffleBatchSampler, DiskCSRRows, OnDiskRows, chunk_rows_for, is_on_disk
+from ._backed import (
+    BlockShuffleBatchSampler,
+    DiskCSRRows,
+    OnDiskRows,
+    check_block_mixing,
+    chunk_rows_for,
+    is_on_disk,
+)
 
 DEVICE_FRACTION = 0.5
 """Largest share of an accelerator's free memory the registered data may take there."""
@@ -247,12 +255,27 @@ class RegisteredTensors:
             elif self.device.type == "cuda":
                 t = t.pin_memory()
             self.fields[key] = t
+        if on_disk:
+            check_block_mixing(self._cell_kinds(), self.block_rows)
         self.sparse_keys = frozenset(
             key
             for key in sparse_keys
             if isinstance(self.fields.get(key), CSRRows | DiskCSRRows)
             and self.fields[key].density <= SPARSE_MAX_DENSITY
         )
+
+    def _cell_kinds(self) -> dict[str, np.ndarray]:
+        """Per-cell batch codes and measured-modality combinations, for the mixing check."""
+        kinds = {}
+        if isinstance(self.fields.get(REGISTRY_KEYS.BATCH_KEY), torch.Tensor):
+            kinds["batch"] = self.fields[REGISTRY_KEYS.BATCH_KEY].cpu().numpy().ravel()
+        masks = [f for k, f in self.fields.items() if k.startswith("mask_")]
+        if masks and all(isinstance(m, torch.Tensor) for m in masks):
+            bits = [
+                (m.cpu().numpy().ravel() > 0.5).astype(np.int64) << i for i, m in enumerate(masks)
+            ]
+            kinds["measured modalities"] = np.sum(bits, axis=0)
+        return kinds
 
     def batch(self, rows: torch.Tensor | Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
         """The minibatch of registered rows ``rows``: ``{registry key: tensor on the device}``."""

@@ -237,7 +237,9 @@ class GeneratorDiscriminatorPlan(LossLoggingMixin, TrainingPlan):
     # ------------------------------------------------------------------ steps
     def _discriminator_step(self, batch, inference_outputs, optimizer, n: int) -> None:
         loss = self.module.discriminator_loss(batch, detach_outputs(inference_outputs))
-        if loss is None:
+        if loss is None:  # nothing to discriminate in this minibatch (e.g. one modality)
+            if self.trainer.world_size > 1:  # processes average gradients: same steps in all
+                self._update(optimizer, 0.0 * sum(p.sum() for p in self._discriminator_params()))
             return
         self._update(optimizer, loss)
         self._log_metric("discriminator_loss", loss, "train", n)

@@ -92,9 +92,9 @@ class CLUE(
 
     **Atlases on disk.** CLUE fits nothing that needs every cell at once, so it also
     trains and infers from a padded MuData read with ``mudata.read_h5mu(path,
-    backed=True)``: the matrices stay in the file and are read in blocks of about 128 MB
-    (blocks in a random order, cells shuffled within each block; at most two blocks held,
-    :mod:`scmint.data._backed`), so host memory does not grow with the number of cells
+    backed=True)``: the matrices stay in the file and are read in blocks of about 64 MB
+    (blocks in a random order, the cells of four blocks shuffled together; at most five
+    blocks held, :mod:`scmint.data._backed`), so host memory does not grow with the number of cells
     beyond per-cell vectors. Setup's checks and the library sizes read the file chunk by
     chunk (a few passes over it); a CLR modality's geometric means are fitted on at most
     :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) of its cells, drawn at random.

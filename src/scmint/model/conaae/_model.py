@@ -117,7 +117,7 @@ class CONAAE(
     into the same space: matched normalised profiles, not counts.
 
     **Atlases on disk.** CONAAE also trains and infers from a padded MuData read with
-    ``mudata.read_h5mu(path, backed=True)``: cells are read in blocks of about 128 MB
+    ``mudata.read_h5mu(path, backed=True)``: cells are read in blocks of about 64 MB
     (:mod:`scmint.data._backed`), and the feature scalers are fitted on at most
     :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) cells of each modality, drawn
     at random (every cell when the data are in memory).
