@@ -100,6 +100,14 @@ def test_disk_minibatches_equal_the_in_memory_ones(counts_on_disk):
             assert disk.blocks_read == 1  # read once, then cut from the held block
     assert len(disk._cache) == 4 <= backed_module.POOL_BLOCKS + 1  # the blocks touched
 
+    # a minibatch at the seam of two pools: the blocks read for it stay held
+    seam_blocks = DiskCSRRows(on_disk, block_rows=10)  # 30 blocks, five held
+    seam_blocks.dense_rows(torch.arange(200, 240, 5))  # blocks 20-23 (one pool)
+    seam_blocks.dense_rows(torch.tensor([225, 235, 5, 15, 25, 35]))  # 22, 23 + 0-3 (next)
+    read = seam_blocks.blocks_read
+    seam_blocks.dense_rows(torch.tensor([6, 16, 26, 36]))  # the new pool only
+    assert read == 8 and seam_blocks.blocks_read == read
+
 
 def test_on_disk_selection_reads_what_memory_holds(counts_on_disk, small_blocks):
     x, on_disk = counts_on_disk

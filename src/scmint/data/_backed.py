@@ -285,7 +285,9 @@ class DiskCSRRows:
     def _parts(self, rows: torch.Tensor) -> Iterator[tuple[torch.Tensor, Any, torch.Tensor]]:
         """``(positions in the minibatch, block, rows within the block)`` per block touched."""
         blocks = torch.div(rows, self.block_rows, rounding_mode="floor")
-        for k in torch.unique(blocks).tolist():
+        # held blocks first: the ones read now stay held for the next minibatches (at the
+        # seam between two pools of the sampler a minibatch spans both)
+        for k in sorted(torch.unique(blocks).tolist(), key=lambda k: k not in self._cache):
             where = torch.nonzero(blocks == k).ravel()
             yield where, self._block(int(k)), rows[where] - k * self.block_rows
 
