@@ -435,7 +435,10 @@ def test_perturbation_and_screen_recover_de_genes(simulated):
     assert {"score_1.5", "score_0.5", "distance_1.5", "best_factor"} <= set(result.columns)
     top = set(result.index[:8])
     hits = len(top & set(up_ref + up_state))
-    assert hits >= 6, result.head(10)  # measured 8 of 8 (DE genes are 16 of 32 screened)
+    # DE genes are 16 of the 32 screened: chance puts 4 in the top 8. Measured on the
+    # 2026-12-07 package set (scvi.settings.seed 0-3 of this fixture): 5, 6, 6, 8 (an
+    # earlier set gave 8 at seed 0); the bound is above chance, not at the best seed
+    assert hits >= 5, result.head(10)
     assert result.loc[up_ref, "score_1.5"].mean() > result.loc[background, "score_1.5"].mean()
     import matplotlib.pyplot as plt
 
