@@ -63,12 +63,16 @@ def is_on_disk(x: Any) -> bool:
     return isinstance(x, OnDiskRows | CSRDataset | CSCDataset | h5py.Dataset)
 
 
+def _stored_entries(x) -> int:
+    """Stored (non-zero) entries of an on-disk CSR matrix, from its last row pointer."""
+    return int(x.group["indptr"][-1]) if x.shape[0] else 0
+
+
 def _stored_bytes_per_row(x) -> float:
     """Average bytes one row takes in memory once read (values float32, int64 indices)."""
     n_rows, n_cols = x.shape
     if isinstance(x, CSRDataset):
-        nnz = int(x.group["indptr"][-1]) if n_rows else 0
-        return 12.0 * nnz / max(n_rows, 1) + 8.0
+        return 12.0 * _stored_entries(x) / max(n_rows, 1) + 8.0
     return 4.0 * n_cols
 
 
@@ -266,8 +270,7 @@ class DiskCSRRows:
         """Fraction of stored entries (from the file's row pointers)."""
         if not self.disk.is_sparse or self.n_rows == 0:
             return 1.0
-        nnz = int(self.disk.x.group["indptr"][-1])
-        return nnz / (self.n_rows * max(self.n_cols, 1))
+        return _stored_entries(self.disk.x) / (self.n_rows * max(self.n_cols, 1))
 
     def _block(self, k: int):
         if k in self._cache:

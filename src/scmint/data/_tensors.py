@@ -373,15 +373,16 @@ class TensorDataLoader(DataLoader):
         if sampler is not None and distributed_sampler:
             raise ValueError("Cannot specify both `sampler` and `distributed_sampler`.")
         if sampler is None:
-            if distributed_sampler and shuffle and tensors.block_rows is not None:
-                sampler = BlockShuffleBatchSampler(  # on disk: each process its blocks
-                    self.indices,
-                    tensors.block_rows,
-                    batch_size,
-                    drop_last,
-                    num_replicas=torch.distributed.get_world_size(),
-                    rank=torch.distributed.get_rank(),
-                    seed=scvi.settings.seed or 0,
+            if shuffle and tensors.block_rows is not None:  # on disk: block by block
+                processes = {}
+                if distributed_sampler:  # each process its own blocks
+                    processes = {
+                        "num_replicas": torch.distributed.get_world_size(),
+                        "rank": torch.distributed.get_rank(),
+                        "seed": scvi.settings.seed or 0,
+                    }
+                sampler = BlockShuffleBatchSampler(
+                    self.indices, tensors.block_rows, batch_size, drop_last, **processes
                 )
             elif distributed_sampler:
                 sampler = BatchDistributedSampler(
@@ -390,10 +391,6 @@ class TensorDataLoader(DataLoader):
                     drop_last=drop_last,
                     drop_dataset_tail=drop_dataset_tail,
                     shuffle=shuffle,
-                )
-            elif shuffle and tensors.block_rows is not None:  # on disk: block by block
-                sampler = BlockShuffleBatchSampler(
-                    self.indices, tensors.block_rows, batch_size, drop_last
                 )
             else:
                 base = RandomSampler(self.dataset_) if shuffle else SequentialSampler(self.dataset_)

@@ -36,18 +36,24 @@ def _dtype(x) -> np.dtype:
 
 
 class _ValueCounts:
-    """Counts of the stored values of a matrix that break each rule, read chunk by chunk."""
+    """Counts of the stored values of a matrix that break each rule, read chunk by chunk.
 
-    def __init__(self, x) -> None:
-        self.size = self.not_finite = self.negative = self.non_integer = 0
+    Only the rules ``kind`` needs are counted: finiteness for ``"any"``, also negative
+    values for ``"nonnegative"``, also non-integer ones for ``"counts"``.
+    """
+
+    def __init__(self, x, kind: ValueKind = "counts") -> None:
+        self.not_finite = self.negative = self.non_integer = 0
         self.example = None
         for values in stored_value_chunks(x):
-            self.size += values.size
             if not values.size:
                 continue
-            finite = np.isfinite(values)
-            self.not_finite += int(values.size - finite.sum())
+            self.not_finite += int(values.size - np.isfinite(values).sum())
+            if kind == "any":
+                continue
             self.negative += int((values < 0).sum())
+            if kind == "nonnegative":
+                continue
             fractional = values != np.round(values)
             self.non_integer += int(fractional.sum())
             if self.example is None and fractional.any():
@@ -204,7 +210,7 @@ def check_values(
             f"{where} holds non-numeric values ({dtype}); pass a numeric matrix "
             "(e.g. adata.X = adata.X.astype('float32'))."
         )
-    counts = _ValueCounts(x)
+    counts = _ValueCounts(x, kind)
     if counts.not_finite:
         when = "before setup" if context == "setup" else "before embedding the query"
         raise ValueError(

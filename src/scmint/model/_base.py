@@ -166,6 +166,17 @@ class MultiModalMixin:
             return OnDiskRows(x)
         return sparse.csr_matrix(x) if sparse.issparse(x) else np.asarray(x)
 
+    def _fit_rows(self, modality: str, rows: np.ndarray):
+        """Registered rows ``rows`` of ``modality`` in memory, to fit a transform on.
+
+        All of them for data in memory; at most :data:`ON_DISK_FIT_CELLS`, drawn at
+        random (:func:`fit_subsample`), when the data stay on disk.
+        """
+        x = self._registered(modality)
+        if isinstance(x, OnDiskRows):
+            return x[fit_subsample(rows)].to_memory()
+        return x[rows]
+
     def _registered_mask(self, modality: str) -> np.ndarray:
         """Which registered cells were measured in ``modality``."""
         mask = self.adata_manager.get_from_registry(mask_key(modality))
@@ -215,11 +226,8 @@ class MultiModalMixin:
         with keep_torch_threads():
             for m in self.modalities:
                 r = np.flatnonzero(self._registered_mask(m)) if rows is None else rows[m]
-                x = self._registered(m)
-                if isinstance(x, OnDiskRows):
-                    r = fit_subsample(r)
                 scalers[m] = make_feature_scaler(normalization[m], target_sum, max_value).fit(
-                    in_memory(x[r]), feature_names=self.adata.mod[m].var_names
+                    self._fit_rows(m, r), feature_names=self.adata.mod[m].var_names
                 )
         return scalers
 

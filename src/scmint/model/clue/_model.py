@@ -16,13 +16,11 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from torch.distributions import Normal, kl_divergence
 
 from scmint.data import MuDataSetupMixin, RegisteredDataSplitter, data_key, row_batches
-from scmint.data._backed import OnDiskRows, in_memory
 from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
     MultiModalMixin,
     check_positive_int,
-    fit_subsample,
     keep_torch_threads,
     make_feature_scaler,
     resolve_per_modality,
@@ -273,11 +271,8 @@ class CLUE(
                 if norms[m] != "clr":
                     continue
                 rows = np.flatnonzero(self._registered_mask(m))
-                x = self._registered(m)
-                if isinstance(x, OnDiskRows):
-                    rows = fit_subsample(rows)
                 scaler = make_feature_scaler("clr", 1e4, None).fit(
-                    in_memory(x[rows]), feature_names=self.adata.mod[m].var_names
+                    self._fit_rows(m, rows), feature_names=self.adata.mod[m].var_names
                 )
                 gm = torch.as_tensor(np.asarray(scaler.clr_geometric_mean_), dtype=torch.float32)
                 self.module.inputs[m].geometric_mean.copy_(gm)
