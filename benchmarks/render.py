@@ -1,4 +1,4 @@
-"""Render benchmarks/results.csv (ablations.csv, seeds.csv) into BENCHMARKS.md and figures.
+"""Render benchmarks/results.csv (ablations, seeds, baselines) into BENCHMARKS.md and figures.
 
 Usage::
 
@@ -25,10 +25,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--figures", default=str(HERE / "figures"))
     parser.add_argument("--ablations", default=str(HERE / "ablations.csv"))
     parser.add_argument("--seeds", default=str(HERE / "seeds.csv"))
+    parser.add_argument("--baselines", default=str(HERE / "baselines.csv"))
     parser.add_argument("--no-figures", action="store_true")
     args = parser.parse_args(argv)
     figures = None if args.no_figures else args.figures
-    render(args.results, args.output, figures, ablations=args.ablations, seeds=args.seeds)
+    render(
+        args.results,
+        args.output,
+        figures,
+        ablations=args.ablations,
+        seeds=args.seeds,
+        baselines=args.baselines,
+    )
     print(f"wrote {args.output}")
 
 

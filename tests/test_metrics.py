@@ -608,3 +608,25 @@ def test_translation_errors():
         metrics.translation_correlation(x, x, rows_measured=np.arange(1, x.shape[0] + 1))
     with pytest.raises(ValueError, match="at least 2 cells"):
         metrics.translation_correlation(x[:1], x[:1])
+
+
+def test_knn_profiles_average_the_nearest_reference_cells():
+    rng = np.random.default_rng(6)
+    source = sparse.csr_matrix(rng.poisson(2.0, size=(40, 25)).astype(np.float32))
+    target = sparse.csr_matrix(rng.poisson(3.0, size=(40, 12)).astype(np.float32))
+    # k = every reference cell: the mean-profile baseline
+    pred = metrics.knn_profiles(source, target, source[:7], n_neighbors=40, n_comps=5)
+    assert pred.shape == (7, 12) and pred.dtype == np.float32
+    np.testing.assert_allclose(pred, np.tile(metrics.mean_profile(target), (7, 1)), rtol=1e-5)
+    # k = 1 on the reference cells themselves: each cell's own target profile
+    for representation in ("pca", "lsi"):
+        own = metrics.knn_profiles(
+            source, target, source, n_neighbors=1, representation=representation, n_comps=10
+        )
+        np.testing.assert_allclose(own, metrics.log_normalize(target), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="same paired cells"):
+        metrics.knn_profiles(source, target[:5], source)
+    with pytest.raises(ValueError, match="same features"):
+        metrics.knn_profiles(source, target, target)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        metrics.knn_profiles(source, target, source, n_neighbors=41)

@@ -31,9 +31,11 @@ from ._methods import (
     run_method,
 )
 from ._protocols import (
+    KNN_BASELINE_KEYS,
     PROTOCOLS,
     TRANSLATION_KEYS,
     Split,
+    knn_translation_baseline,
     make_split,
     p1_indices,
     score_split,
@@ -46,6 +48,7 @@ from ._runner import FIELDS, SCORE_KEYS, append_row, run_benchmark
 __all__ = [
     "DATASETS",
     "FIELDS",
+    "KNN_BASELINE_KEYS",
     "METHODS",
     "PROTOCOLS",
     "SCORE_KEYS",
@@ -58,6 +61,7 @@ __all__ = [
     "dataset_info",
     "dataset_path",
     "get_method",
+    "knn_translation_baseline",
     "load_dataset",
     "make_split",
     "p1_indices",

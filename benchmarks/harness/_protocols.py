@@ -380,3 +380,51 @@ def score_translation(split: Split, translate) -> tuple[dict[str, float], float]
         scores[f"translation_cell_corr_{tag}"] = res["cell_corr"]
         scores[f"translation_cell_corr_baseline_{tag}"] = res["base"]
     return scores, seconds
+
+
+#: Columns of a kNN translation baseline row (``benchmarks/baselines.csv``).
+KNN_BASELINE_KEYS = (
+    "translation_feature_corr_a_to_b",
+    "translation_cell_corr_a_to_b",
+    "translation_feature_corr_b_to_a",
+    "translation_cell_corr_b_to_a",
+)
+
+
+def knn_translation_baseline(split: Split, n_neighbors: int = 10) -> dict[str, float]:
+    """Scores of the kNN translation baseline on a split with paired training cells (P1).
+
+    Each query cell's ``target`` profile is predicted as the mean normalised, logged
+    ``target`` profile of its ``n_neighbors`` nearest reference cells in the ``source``
+    modality (:func:`scmint.metrics.knn_profiles`: PCA of log-normalised RNA or protein,
+    LSI of peaks, fitted on the training cells) and scored as a method's translation
+    (:func:`score_translation`).
+    """
+    from scmint.metrics import knn_profiles, translation_correlation
+
+    if split.protocol != "P1":
+        raise ValueError(
+            f"The kNN baseline needs paired training cells (P1), not {split.protocol}."
+        )
+    a, b = split.modalities
+    rows_a, rows_b = split.pairs
+    scores = {}
+    for tag, source, target in (("a_to_b", a, b), ("b_to_a", b, a)):
+        prediction = knn_profiles(
+            split.train.mod[source].X,
+            split.train.mod[target].X,
+            split.query[source].X,
+            n_neighbors=n_neighbors,
+            representation="lsi" if split.kinds[source] == "atac" else "pca",
+        )
+        rows_src, rows_tgt = (rows_a, rows_b) if source == a else (rows_b, rows_a)
+        res = translation_correlation(
+            prediction,
+            split.query[target].X,
+            predicted_space="lognorm",
+            rows_predicted=rows_src,
+            rows_measured=rows_tgt,
+        )
+        scores[f"translation_feature_corr_{tag}"] = float(res.feature_corr)
+        scores[f"translation_cell_corr_{tag}"] = float(res.cell_corr)
+    return scores

@@ -59,8 +59,11 @@ TRANSLATION_TEXT = (
     "measurement are left out), per-cell r the mean over cells of the correlation across "
     "features. *Mean profile* is the baseline that predicts every cell as the mean "
     "profile of the training cells; its per-feature r is undefined (constant), its "
-    "per-cell r is the bar a translation must clear. What each method's prediction is: "
-    "see Methods."
+    "per-cell r is the bar a translation must clear. *knn_10 baseline* (P1) predicts each "
+    "query cell as the mean profile of its 10 nearest reference cells in the source "
+    "modality (PCA of log-normalised RNA or protein, LSI of peaks, fitted on the "
+    "reference; `scmint.metrics.knn_profiles`, `benchmarks/baselines.py`): a translation "
+    "model should beat it on both scores. What each method's prediction is: see Methods."
 )
 
 
@@ -270,13 +273,16 @@ def _has_translation(sub: pd.DataFrame) -> bool:
     return bool(np.isfinite(values.to_numpy(dtype=float)).any())
 
 
-def translation_table(sub: pd.DataFrame) -> list[str]:
+def translation_table(sub: pd.DataFrame, baselines: pd.DataFrame | None = None) -> list[str]:
     """Markdown lines of the translation table of one split (empty if none translated).
 
     Parameters
     ----------
     sub
         Latest rows of one dataset / protocol.
+    baselines
+        Rows of ``benchmarks/baselines.csv`` (``benchmarks/baselines.py``); those of this
+        split are shown as rows named after their ``baseline`` (e.g. ``knn_10``).
 
     Returns
     -------
@@ -292,6 +298,17 @@ def translation_table(sub: pd.DataFrame) -> list[str]:
         if not _has_translation(r.to_frame().T):
             continue
         rows.append([r["method"]] + [_fmt(r.get(c)) for c, _ in _TRANSLATION_COLS])
+    if baselines is not None and not baselines.empty:
+        first = sub.iloc[0]
+        mine = baselines[
+            (baselines["dataset"] == first["dataset"])
+            & (baselines["protocol"] == first["protocol"])
+        ]
+        for _, r in mine.iterrows():
+            rows.append(
+                [f"*{r['baseline']} baseline*"]
+                + [_fmt(r.get(c)) if c in r.index else "–" for c, _ in _TRANSLATION_COLS]
+            )
     header = ["method"] + [h.format(a=a, b=b) for _, h in _TRANSLATION_COLS]
     return [
         "Translation (Pearson r in log1p-normalised space; see above):",
@@ -335,6 +352,7 @@ def render_markdown(
     base: Path | None = None,
     ablations: pd.DataFrame | None = None,
     seeds: pd.DataFrame | None = None,
+    baselines: pd.DataFrame | None = None,
 ) -> str:
     """Markdown of the benchmark results.
 
@@ -353,6 +371,9 @@ def render_markdown(
         ``variant`` column); the latest row per variant is shown.
     seeds
         Rows of the seed sweep (``benchmarks/seeds.csv``, see :func:`seeds_section`).
+    baselines
+        Translation baselines per split (``benchmarks/baselines.csv``, see
+        :func:`translation_table`).
 
     Returns
     -------
@@ -409,7 +430,7 @@ def render_markdown(
             ),
             "",
         ]
-        out += translation_table(sub)
+        out += translation_table(sub, baselines)
     ratios = ratio_rows(latest)
     out += ["## scmint / peer ratios", ""]
     if ratios:
@@ -571,6 +592,7 @@ def render(
     figures_dir: str | Path | None = None,
     ablations: str | Path | None = None,
     seeds: str | Path | None = None,
+    baselines: str | Path | None = None,
 ) -> str:
     """Render a results CSV into a markdown file (and figures).
 
@@ -589,6 +611,9 @@ def render(
     seeds
         CSV written by ``benchmarks/seeds.py``; ``None`` or a missing file: no seed
         stability section.
+    baselines
+        CSV written by ``benchmarks/baselines.py``; ``None`` or a missing file: no
+        baseline rows in the translation tables.
 
     Returns
     -------
@@ -606,6 +631,9 @@ def render(
     if ablations is not None and Path(ablations).exists():
         abl = pd.read_csv(ablations)
     sd = pd.read_csv(seeds) if seeds is not None and Path(seeds).exists() else None
+    base_rows = None
+    if baselines is not None and Path(baselines).exists():
+        base_rows = pd.read_csv(baselines)
     text = render_markdown(
         df,
         figures,
@@ -613,6 +641,7 @@ def render(
         base=output.parent,
         ablations=abl,
         seeds=sd,
+        baselines=base_rows,
     )
     output.write_text(text)
     return text

@@ -79,6 +79,7 @@ def validate_mudata(
     labels_required: bool = False,
     unlabeled_category: str = "Unknown",
     on_disk: bool = False,
+    every_modality: bool = True,
 ) -> tuple[list[str], dict[str, str | None], str]:
     """Check a MuData before registration; raise a clear error for each kind of bad input.
 
@@ -104,6 +105,8 @@ def validate_mudata(
     on_disk
         Whether the model reads a MuData read with ``backed=True`` (its matrices are
         then checked chunk by chunk from the file); otherwise such a MuData is refused.
+    every_modality
+        Require cells measured in every modality (training data); a query may lack some.
 
     Returns
     -------
@@ -129,7 +132,7 @@ def validate_mudata(
         check_features(mdata.mod[m], m)
         x = get_matrix(mdata.mod[m], layers[m])
         check_values(x, m, layers[m], kind="counts" if m in count_modalities else "any")
-    check_nonempty_cells(mdata, names, layers, prefix)
+    check_nonempty_cells(mdata, names, layers, prefix, every_modality=every_modality)
     if batch_key is not None:
         _obs_column_or_raise(mdata, batch_key, "batch_key")
         if mdata.obs[batch_key].isna().any():
@@ -138,6 +141,20 @@ def validate_mudata(
                 f"{n} cells have no value in batch_key '{batch_key}'; fill them in "
                 "(e.g. with the name of their dataset) before setup."
             )
+        column = mdata.obs[batch_key]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            unused = [str(c) for c in column.cat.categories if c not in set(column.unique())]
+            if unused:
+                warnings.warn(
+                    f"batch_key '{batch_key}' has categories without cells: {unused[:5]} (a "
+                    "subset keeps the categories of the data it was cut from). Each gets "
+                    "batch parameters that are never trained, and a query update "
+                    "(load_query_data) would count them as reference batches. Drop them "
+                    f"first: mdata.obs['{batch_key}'] = "
+                    f"mdata.obs['{batch_key}'].cat.remove_unused_categories().",
+                    UserWarning,
+                    stacklevel=3,
+                )
     if labels_key is not None:
         _obs_column_or_raise(mdata, labels_key, "labels_key")
     check_labels(mdata.obs, labels_key, unlabeled_category, required=labels_required)
@@ -321,7 +338,10 @@ class MuDataSetupMixin:
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
         """
+        # a query update (QueryUpdateMixin) registers cells that may lack a modality
+        query = kwargs.pop("_query_update", False)
         setup_method_args = cls._get_setup_method_args(**locals())
+        setup_method_args["setup_args"].pop("query", None)
         names = list(mdata.mod.keys()) if modalities is None else list(modalities)
         if count_modalities is None:
             default = cls._count_modalities_default
@@ -336,6 +356,7 @@ class MuDataSetupMixin:
             labels_required=cls._labels_required,
             unlabeled_category=unlabeled_category,
             on_disk=cls._reads_from_disk,
+            every_modality=not query,
         )
         setup_method_args["setup_args"]["modalities"] = names
         setup_method_args["setup_args"]["count_modalities"] = list(count_modalities)
@@ -384,7 +405,19 @@ class MuDataSetupMixin:
         with warnings.catch_warnings():
             # scvi-tools' rare-label notice concerns training; setup showed it already
             warnings.filterwarnings("ignore", message=r"Category .* has fewer than 3 cells")
-            return super().load(dir_path, adata=adata, **kwargs)
+            try:
+                return super().load(dir_path, adata=adata, **kwargs)
+            except ValueError as error:
+                if "not found in source registry" not in str(error):
+                    raise
+                raise ValueError(
+                    f"{error} The MuData passed to {cls.__name__}.load holds categories "
+                    "(batches or labels) the model was not trained with. For cells of new "
+                    "batches, load the model with the MuData it was trained on and embed "
+                    "them as a query (get_latent_representation(query)), or add the "
+                    f"batches with {cls.__name__}.load_query_data(query, dir_path) "
+                    "(scArches) where the model has it."
+                ) from error
 
     @classmethod
     def _extra_fields(cls, mdata: md.MuData) -> list[BaseAnnDataField]:

@@ -300,15 +300,20 @@ def check_nonempty_cells(
     modalities: Sequence[str],
     layers: Mapping[str, str | None],
     indicator_prefix: str,
+    every_modality: bool = True,
 ) -> None:
-    """Raise if a cell has no counts in any modality it was measured in."""
+    """Raise if a cell has no counts in any modality it was measured in.
+
+    With ``every_modality`` (training data) also if no cell was measured in a modality;
+    a query (e.g. RNA-only cells of a new batch) may lack modalities.
+    """
     total = np.zeros(mdata.n_obs)
     present = np.zeros(mdata.n_obs, dtype=bool)
     for m in modalities:
         has = mdata.obs[indicator_key(m, indicator_prefix)].to_numpy().astype(bool)
         present |= has
         total += np.where(has, _row_sums(get_matrix(mdata.mod[m], layers[m])), 0.0)
-    for m in modalities:
+    for m in modalities if every_modality else ():
         if not mdata.obs[indicator_key(m, indicator_prefix)].to_numpy().astype(bool).any():
             raise ValueError(
                 f"No cell was measured in modality '{m}' (its indicator column is all 0); "

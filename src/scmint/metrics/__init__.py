@@ -7,7 +7,7 @@ Cross-modal alignment of paired cells (:func:`foscttm`, :func:`matching_score`,
 :func:`nmi_ari`), the standard table row :func:`integration_scores`, and the
 quality of cross-modal translation (:func:`translation_correlation`: per-feature and
 per-cell Pearson correlation of predicted with measured profiles; :func:`mean_profile`
-for the mean-profile baseline; :func:`log_normalize`).
+and :func:`knn_profiles` for the mean-profile and kNN baselines; :func:`log_normalize`).
 """
 
 from ._cross_modal import (
@@ -29,6 +29,7 @@ from ._scib import (
 )
 from ._translation import (
     TranslationCorrelation,
+    knn_profiles,
     log_normalize,
     mean_profile,
     translation_correlation,
@@ -42,6 +43,7 @@ __all__ = [
     "foscttm_per_cell",
     "graph_connectivity",
     "integration_scores",
+    "knn_profiles",
     "label_transfer_accuracy",
     "log_normalize",
     "matching_matrix",

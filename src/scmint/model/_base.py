@@ -232,11 +232,17 @@ class MultiModalMixin:
         return scalers
 
     def _library_means(self) -> dict[str, float]:
-        """Mean library size (row sum) of each modality over the cells measured in it."""
-        return {
-            m: float(np.asarray(self._registered(m)[self._registered_mask(m)].sum(axis=1)).mean())
-            for m in self.modalities
-        }
+        """Mean library size (row sum) of each modality over the cells measured in it.
+
+        NaN for a modality no registered cell was measured in (a query update's cells,
+        whose model takes the reference's means).
+        """
+        out = {}
+        for m in self.modalities:
+            mask = self._registered_mask(m)
+            sums = self._registered(m)[mask].sum(axis=1) if mask.any() else np.array([np.nan])
+            out[m] = float(np.asarray(sums).mean())
+        return out
 
     def _label_classes(self) -> tuple[list[str], list[int]]:
         """Cell-type classes of the registered labels and the class of each label code.
@@ -338,19 +344,69 @@ class MultiModalMixin:
     # ------------------------------------------------------------------ forward passes
     @torch.inference_mode()
     def _forward_rows(
-        self, x, forward: Callable[[torch.Tensor], torch.Tensor], width: int, batch_size: int | None
+        self,
+        x,
+        forward: Callable[..., torch.Tensor],
+        width: int,
+        batch_size: int | None,
+        batch: np.ndarray | None = None,
     ) -> np.ndarray:
         """``forward`` of the rows of ``x`` (dense or sparse), in minibatches.
 
         The rows reach the device through the shared data path
         (:func:`scmint.data.row_batches`: a sparse ``x`` is held once as CSR tensors and
-        each block is cut there).
+        each block is cut there). With ``batch`` (registry batch codes of the rows, for
+        encoders that read the batch) ``forward`` gets each block's codes too.
         """
         self.module.eval()
         out = np.empty((x.shape[0], width), dtype=np.float32)
         for rows, block in row_batches(x, batch_size or INFERENCE_BATCH, self.device):
-            out[rows] = forward(block).float().cpu().numpy()
+            if batch is None:
+                y = forward(block)
+            else:
+                y = forward(block, torch.as_tensor(batch[rows], device=self.device))
+            out[rows] = y.float().cpu().numpy()
         return out
+
+    def _cell_batch_codes(self, obs: pd.DataFrame, needed_by: str = "decoder") -> np.ndarray:
+        """Registry batch codes of cells (registered, or a query with the batch column).
+
+        ``needed_by`` names what needs the batch in the error messages (``"decoder"``,
+        ``"encoder"``): query batches the model has no parameters for are refused.
+        """
+        if obs is self.adata.obs:
+            codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
+            return np.asarray(codes).ravel().astype(np.int64)
+        names = self._batch_names()
+        key = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).original_key
+        if key not in obs.columns:
+            if len(names) == 1:  # set up without batch_key: one batch
+                return np.zeros(len(obs), dtype=np.int64)
+            raise ValueError(
+                f"The query cells have no '{key}' column, so their {needed_by} batch is "
+                f"unknown. Add obs['{key}'] with one of the registered batches {names}."
+            )
+        values = obs[key].astype(str).to_numpy()
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(
+                f"Batches {unknown[:5]} of the query are not registered batches {names}; "
+                f"the model has no {needed_by} parameters for them. Add them with "
+                f"{type(self).__name__}.load_query_data(query, model) (scArches), which "
+                "trains the new batches' parameters and leaves the reference unchanged."
+            )
+        return np.asarray([names.index(v) for v in values], dtype=np.int64)
+
+    @property
+    def _encodes_batch(self) -> bool:
+        """Whether the encoders read each cell's batch (CLUE with ``encode_batch=True``)."""
+        return bool(getattr(self.module, "encode_batch", False))
+
+    def _encoder_batches(self, cells: Cells) -> np.ndarray | None:
+        """Batch codes of ``cells`` for encoders that read the batch, else None."""
+        if not self._encodes_batch:
+            return None
+        return self._cell_batch_codes(cells.obs, needed_by="encoder")
 
     def _batch_names(self) -> list[str]:
         """Registered batch categories in code order (one, ``"0"``-like, without batch_key)."""
@@ -384,12 +440,23 @@ class MultiModalMixin:
             raise ValueError("library sizes must be positive and finite.")
         return lib
 
-    def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
-        """Embedding of the rows of ``x`` (registered values of ``modality``)."""
+    def _embed_matrix(
+        self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Embedding of the rows of ``x`` (registered values of ``modality``).
+
+        ``batch``: registry batch codes of the rows, for encoders that read the batch
+        (:attr:`_encodes_batch`); other models ignore it.
+        """
         raise NotImplementedError
 
     def _embed_pair(
-        self, x, x_perturbed, modality: str, batch_size: int | None = None
+        self,
+        x,
+        x_perturbed,
+        modality: str,
+        batch_size: int | None = None,
+        batch: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of the same cells before and after a perturbation.
 
@@ -397,11 +464,13 @@ class MultiModalMixin:
         cells (e.g. kNN smoothing) override it to embed both with the same neighbours.
         """
         return (
-            self._embed_matrix(x, modality, batch_size),
-            self._embed_matrix(x_perturbed, modality, batch_size),
+            self._embed_matrix(x, modality, batch_size, batch),
+            self._embed_matrix(x_perturbed, modality, batch_size, batch),
         )
 
-    def _logits_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+    def _logits_matrix(
+        self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
         """Classifier logits of the rows of ``x`` (registered values of ``modality``)."""
         raise NotImplementedError
 
@@ -409,14 +478,18 @@ class MultiModalMixin:
     def _per_modality(
         cells: Cells,
         modality: str,
-        forward: Callable[[Any], np.ndarray],
+        forward: Callable[[Any, np.ndarray | None], np.ndarray],
         width: int,
+        batch: np.ndarray | None = None,
     ) -> np.ndarray:
-        """``forward`` of the cells having ``modality``; NaN rows for the others."""
+        """``forward(x, batch)`` of the cells having ``modality``; NaN rows for the others.
+
+        ``batch``: the cells' batch codes (None when the encoders do not read them).
+        """
         out = np.full((cells.n_obs, width), np.nan, dtype=np.float32)
         rows = np.flatnonzero(cells.has[modality])
         if rows.size:
-            out[rows] = forward(cells.matrices[modality][rows])
+            out[rows] = forward(cells.matrices[modality][rows], _rows_of(batch, rows))
         return out
 
     def _latent(
@@ -434,10 +507,11 @@ class MultiModalMixin:
         self._check_if_trained(warn=True)
         cells = self._cells(mdata, modality, indices)
         width = self.module.n_latent
+        codes = self._encoder_batches(cells)
 
         def embed(m: str) -> np.ndarray:
             return self._per_modality(
-                cells, m, lambda x: self._embed_matrix(x, m, batch_size), width
+                cells, m, lambda x, b: self._embed_matrix(x, m, batch_size, b), width, codes
             )
 
         if modality != "joint":
@@ -454,10 +528,13 @@ class MultiModalMixin:
         """
         total = np.zeros((cells.n_obs, self.module.n_latent), dtype=np.float64)
         count = np.zeros(cells.n_obs)
+        codes = self._encoder_batches(cells)
         for m in self.modalities:
             has = cells.has[m]
             if has.any():
-                total[has] += self._embed_matrix(cells.matrices[m][has], m, batch_size)
+                total[has] += self._embed_matrix(
+                    cells.matrices[m][has], m, batch_size, _rows_of(codes, has)
+                )
             count += has
         return (total / np.maximum(count, 1)[:, None]).astype(np.float32)
 
@@ -478,12 +555,17 @@ class MultiModalMixin:
             self._require(cells, modality)
         probs = np.zeros((cells.n_obs, n_classes))
         count = np.zeros(cells.n_obs)
+        codes = self._encoder_batches(cells)
         for m in mods:
             has = cells.has[m]
             if not has.any():
                 continue
             logits = self._per_modality(
-                cells, m, lambda x, m=m: self._logits_matrix(x, m, batch_size), n_classes
+                cells,
+                m,
+                lambda x, b, m=m: self._logits_matrix(x, m, batch_size, b),
+                n_classes,
+                codes,
             )
             p = torch.softmax(torch.as_tensor(logits[has], dtype=torch.float64), dim=-1).numpy()
             probs[has] += p
@@ -685,7 +767,9 @@ class MultiModalMixin:
             z = self._joint_embedding(cells, batch_size)
         else:
             self._require(cells, source)
-            z = self._embed_matrix(cells.matrices[source], source, batch_size)
+            z = self._embed_matrix(
+                cells.matrices[source], source, batch_size, self._encoder_batches(cells)
+            )
         x = self._translate_latent(z, target, cells, batch_size, **options)
         out = ad.AnnData(
             X=x,
@@ -818,7 +902,7 @@ class MultiModalMixin:
             x_pert = sparse.csr_matrix(x @ sparse.diags(scale))
         else:
             x_pert = np.asarray(x, dtype=np.float64) * scale
-        z0, z1 = self._embed_pair(x, x_pert, modality, batch_size)
+        z0, z1 = self._embed_pair(x, x_pert, modality, batch_size, self._encoder_batches(cells))
         shift = z1 - z0
         obs = cells.obs.copy()
         obs["shift_norm"] = np.linalg.norm(shift, axis=1)
@@ -845,6 +929,11 @@ class MultiModalMixin:
         out.obsm[f"{key}_perturbed"] = z1
         out.uns[f"{key.removeprefix('X_')}_perturb"] = details
         return out
+
+
+def _rows_of(codes: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """``codes[rows]``, or None when there are no codes."""
+    return None if codes is None else codes[rows]
 
 
 def _plain(options: Mapping[str, Any]) -> dict[str, Any]:

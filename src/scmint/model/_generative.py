@@ -47,7 +47,10 @@ class SimulationMixin:
         Default: the mean and the per-dimension standard deviation of the cells'
         embeddings, so that the simulated codes spread as the state's cells do.
         """
-        z = self._embed_matrix(x[rows], modality, batch_size)
+        codes = None
+        if self._encodes_batch:
+            codes = self._cell_batch_codes(self.adata.obs, needed_by="encoder")[rows]
+        z = self._embed_matrix(x[rows], modality, batch_size, codes)
         return z.mean(axis=0), z.std(axis=0)
 
     def _finish_codes(self, z: np.ndarray) -> np.ndarray:
@@ -317,31 +320,6 @@ class EvidenceMixin:
     summed over features, at the posterior mean of the cell's code, and the KL
     divergence of the posterior from the standard Normal prior.
     """
-
-    def _cell_batch_codes(self, obs: pd.DataFrame) -> np.ndarray:
-        """Registry batch codes of cells (registered, or a query with the batch column)."""
-        from scvi import REGISTRY_KEYS
-
-        if obs is self.adata.obs:
-            codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
-            return np.asarray(codes).ravel().astype(np.int64)
-        names = self._batch_names()
-        key = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).original_key
-        if key not in obs.columns:
-            if len(names) == 1:  # set up without batch_key: one batch
-                return np.zeros(len(obs), dtype=np.int64)
-            raise ValueError(
-                f"The query cells have no '{key}' column, so their decoder batch is unknown. "
-                f"Add obs['{key}'] with one of the registered batches {names}."
-            )
-        values = obs[key].astype(str).to_numpy()
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise ValueError(
-                f"Batches {unknown[:5]} of the query are not registered batches {names}; "
-                "the model has no decoder parameters for them."
-            )
-        return np.asarray([names.index(v) for v in values], dtype=np.int64)
 
     def _evidence(self, mdata, indices, batch_size) -> tuple[Any, dict, dict]:
         self._check_if_trained(warn=True)

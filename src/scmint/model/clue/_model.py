@@ -30,6 +30,7 @@ from scmint.model._generative import (
     NormalizedExpressionMixin,
     SimulationMixin,
 )
+from scmint.model._query_update import QueryUpdateMixin
 from scmint.nn._blocks import INPUT_NORMALIZATIONS
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from scmint.train import (
@@ -52,6 +53,7 @@ def _check_weight(name: str, value: float) -> float:
 
 
 class CLUE(
+    QueryUpdateMixin,
     UnsupervisedTrainingMixin,
     SimulationMixin,
     NormalizedExpressionMixin,
@@ -97,6 +99,15 @@ class CLUE(
     chunk (a few passes over it); a CLR modality's geometric means are fitted on at most
     :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) of its cells, drawn at random.
 
+    **New batches (scArches).** :meth:`load_query_data` maps the cells of new batches onto
+    a trained reference as scvi-tools' ``ArchesMixin`` does: the new batches' decoder
+    parameters (and, with ``encode_batch=True``, their encoder biases) are added, start
+    as the mean of the reference batches' and are the only parameters trained on the
+    query; the reference's embedding of its own cells stays exactly as it was. Train the
+    reference with ``encode_batch=True`` so that the update moves the query cells'
+    embeddings; the query cells then mix with the reference about as well as the
+    reference's batches mix with each other (``tests/test_query_update.py``).
+
     Parameters
     ----------
     mdata
@@ -135,6 +146,13 @@ class CLUE(
         switches a term off (the classifier also needs ``labels_key``).
     modality_weights
         Per-modality weights of the likelihood terms (default 1).
+    encode_batch
+        The encoders read each cell's batch as well (a learned bias per batch in their
+        first layer, as scvi-tools' ``encode_covariates``; default False, as published).
+        Train the reference with it when new batches will be mapped onto it with
+        :meth:`load_query_data`: only then does the query update move the query cells'
+        embeddings (otherwise it fits the new batches' decoder parameters only). Query
+        cells then need the registered batch column, with registered batches.
 
     Examples
     --------
@@ -177,6 +195,7 @@ class CLUE(
         adversarial_weight: float = 0.02,
         classifier_weight: float = 0.02,
         modality_weights: Mapping[str, float] | None = None,
+        encode_batch: bool = False,
     ) -> None:
         super().__init__(mdata)
         mods = self.modalities
@@ -249,6 +268,7 @@ class CLUE(
             normalize=normalize,
             alignment=alignment,
             modality_weights=modality_weights,
+            encode_batch=encode_batch,
             **weights,
         )
         self._fit_clr(norms)
@@ -258,7 +278,8 @@ class CLUE(
         )
         self._model_summary_string = (
             f"CLUE: {inputs}; embedding {len(mods)} x {n_latent}, joint={joint}, "
-            f"alignment={alignment}, {self.summary_stats.n_batch} batches, "
+            f"alignment={alignment}, {self.summary_stats.n_batch} batches"
+            f"{' (encoded)' if encode_batch else ''}, "
             f"{len(classes)} classes."
         )
         self.init_params_ = self._get_init_params(locals())
@@ -271,6 +292,8 @@ class CLUE(
                 if norms[m] != "clr":
                     continue
                 rows = np.flatnonzero(self._registered_mask(m))
+                if not rows.size:  # a query without this modality: the reference's means load
+                    continue
                 scaler = make_feature_scaler("clr", 1e4, None).fit(
                     self._fit_rows(m, rows), feature_names=self.adata.mod[m].var_names
                 )
@@ -420,28 +443,39 @@ class CLUE(
         return out
 
     # ------------------------------------------------------------------ forward passes
-    def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
-        return self._forward_rows(
-            x, lambda b: self.module.embed(b, modality), self.module.n_latent, batch_size
-        )
-
-    def _logits_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+    def _embed_matrix(
+        self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
         return self._forward_rows(
             x,
-            lambda b: self.module.classify(self.module.encode(b, modality).loc),
-            self.module.n_classes,
+            lambda block, b=None: self.module.embed(block, modality, b),
+            self.module.n_latent,
             batch_size,
+            batch,
         )
 
-    def _posterior(self, x, modality: str, batch_size: int | None) -> tuple[np.ndarray, ...]:
+    def _logits_matrix(
+        self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
+        return self._forward_rows(
+            x,
+            lambda block, b=None: self.module.classify(self.module.encode(block, modality, b).loc),
+            self.module.n_classes,
+            batch_size,
+            batch,
+        )
+
+    def _posterior(
+        self, x, modality: str, batch_size: int | None, batch: np.ndarray | None = None
+    ) -> tuple[np.ndarray, ...]:
         """Means and standard deviations of ``q(u | x)`` of the rows of ``x``."""
         width = self.module.n_latent
 
-        def both(b: torch.Tensor) -> torch.Tensor:
-            q = self.module.encode(b, modality)
+        def both(block: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+            q = self.module.encode(block, modality, b)
             return torch.cat([q.loc, q.scale], 1)
 
-        out = self._forward_rows(x, both, 2 * width, batch_size)
+        out = self._forward_rows(x, both, 2 * width, batch_size, batch)
         return out[:, :width], out[:, width:]
 
     @torch.inference_mode()
@@ -452,11 +486,12 @@ class CLUE(
         loc = np.zeros((n, k, width), dtype=np.float32)
         scale = np.ones((n, k, width), dtype=np.float32)
         mask = np.zeros((n, k), dtype=bool)
+        codes = self._encoder_batches(cells)
         for i, m in enumerate(self.modalities):
             rows = np.flatnonzero(cells.has[m])
             if rows.size:
                 loc[rows, i], scale[rows, i] = self._posterior(
-                    cells.matrices[m][rows], m, batch_size
+                    cells.matrices[m][rows], m, batch_size, None if codes is None else codes[rows]
                 )
                 mask[rows, i] = True
         out = np.empty((n, width), dtype=np.float32)
@@ -536,8 +571,8 @@ class CLUE(
         nll = np.empty(x.shape[0])
         kl = np.empty(x.shape[0])
         for rows, block in row_batches(x, batch_size or INFERENCE_BATCH, self.device):
-            q = self.module.encode(block, modality)
             b = torch.as_tensor(batch_codes[rows], device=self.device)
+            q = self.module.encode(block, modality, b if self.module.encode_batch else None)
             lib = block.sum(1, keepdim=True).clamp(min=1.0) if count else None
             dist = self.module.decode(self.module._unit(q.loc), modality, b, lib)
             target = self.module._target(block, modality)

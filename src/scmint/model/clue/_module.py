@@ -58,6 +58,10 @@ class CrossEncoder(nn.Module):
         Dimension of one block.
     n_hidden, n_layers, dropout
         Width, depth (number of hidden layers, at least 1) and dropout of each element.
+    n_batch
+        Batches whose one-hot the first layer reads (a learned bias per batch, the same
+        as concatenating the one-hot to the input); 0: the encoder does not read the
+        batch (published CLUE).
     """
 
     def __init__(
@@ -68,19 +72,36 @@ class CrossEncoder(nn.Module):
         n_hidden: int,
         n_layers: int,
         dropout: float,
+        n_batch: int = 0,
     ) -> None:
         super().__init__()
         self.n_hidden = int(n_hidden)
         self.n_latent = int(n_latent)
         self.first = SparseInputLinear(n_input, n_blocks * self.n_hidden)
+        self.batch_bias = (
+            nn.Parameter(torch.zeros(int(n_batch), n_blocks * self.n_hidden)) if n_batch else None
+        )
         self.elements = nn.ModuleList(
             _element_tail(self.n_hidden, self.n_latent, n_layers, dropout) for _ in range(n_blocks)
         )
         self._register_load_state_dict_pre_hook(_from_separate_first_layers, with_module=True)
 
-    def forward(self, x: torch.Tensor, scaler: FeatureScalerLayer | None = None) -> Normal:
-        """``q(u | x)`` for dense or sparse CSR ``x``, normalised by ``scaler`` first."""
-        h = self.first(x, scaler).split(self.n_hidden, dim=1)
+    def forward(
+        self,
+        x: torch.Tensor,
+        scaler: FeatureScalerLayer | None = None,
+        batch_index: torch.Tensor | None = None,
+    ) -> Normal:
+        """``q(u | x)`` for dense or sparse CSR ``x``, normalised by ``scaler`` first.
+
+        ``batch_index``: the rows' batch codes, required when the encoder reads the batch.
+        """
+        h = self.first(x, scaler)
+        if self.batch_bias is not None:
+            if batch_index is None:
+                raise ValueError("This encoder reads the batch: pass batch_index.")
+            h = h + self.batch_bias.index_select(0, batch_index.long().view(-1))
+        h = h.split(self.n_hidden, dim=1)
         out = [element(part) for element, part in zip(self.elements, h, strict=True)]
         d = self.n_latent
         loc = torch.cat([o[:, :d] for o in out], 1)
@@ -248,6 +269,11 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         ``w_k`` per modality (default 1).
     burnin_epochs
         Epochs over which the discriminator's input noise anneals to 0.
+    encode_batch
+        Encoders read the batch too (a learned bias per batch in their first layer), as
+        scvi-tools' ``encode_covariates``: needed for a query update of new batches
+        (:meth:`CLUE.load_query_data <scmint.model.CLUE.load_query_data>`) to move the
+        query cells' embeddings. Published CLUE: False.
     """
 
     def __init__(
@@ -275,6 +301,7 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         classifier_weight: float = 0.02,
         modality_weights: Mapping[str, float] | None = None,
         burnin_epochs: int = 12,
+        encode_batch: bool = False,
     ) -> None:
         super().__init__()
         self.modalities = list(modalities)
@@ -305,6 +332,7 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         self.modality_weights = {m: float(weights.get(m, 1.0)) for m in self.modalities}
         self.burnin_epochs = int(burnin_epochs)
         self.anneal = 0.0
+        self.encode_batch = bool(encode_batch)
 
         self.inputs = nn.ModuleDict(
             {
@@ -314,7 +342,15 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         )
         self.encoders = nn.ModuleDict(
             {
-                m: CrossEncoder(n, k, self.n_latent_block, n_hidden, n_layers, dropout)
+                m: CrossEncoder(
+                    n,
+                    k,
+                    self.n_latent_block,
+                    n_hidden,
+                    n_layers,
+                    dropout,
+                    n_batch=self.n_batch if self.encode_batch else 0,
+                )
                 for m, n in zip(self.modalities, self.n_input, strict=True)
             }
         )
@@ -359,13 +395,39 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
     def _unit(self, u: torch.Tensor) -> torch.Tensor:
         return F.normalize(u, dim=1) if self.normalize else u
 
-    def encode(self, x: torch.Tensor, modality: str) -> Normal:
-        """``q(u | x)`` of registered (e.g. count) values ``x`` of ``modality``."""
-        return self.encoders[modality](x, self.inputs[modality])
+    def encode(
+        self, x: torch.Tensor, modality: str, batch_index: torch.Tensor | None = None
+    ) -> Normal:
+        """``q(u | x)`` of registered (e.g. count) values ``x`` of ``modality``.
 
-    def embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        ``batch_index`` (the rows' batch codes) is required when ``encode_batch``.
+        """
+        return self.encoders[modality](x, self.inputs[modality], batch_index)
+
+    def embed(
+        self, x: torch.Tensor, modality: str, batch_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Embedding of ``x``: the posterior mean of ``u`` (L2-normalised if ``normalize``)."""
-        return self._unit(self.encode(x, modality).loc)
+        return self._unit(self.encode(x, modality, batch_index).loc)
+
+    def batch_parameters(self) -> dict[str, int]:
+        """Parameters with a slice per batch, and the dimension that holds the batches.
+
+        A batch's slice is at the end of that dimension in registry order (rows of the
+        likelihood heads, the one-hot columns of the decoders' layers, the encoders'
+        batch biases). A query update (:meth:`CLUE.load_query_data
+        <scmint.model.CLUE.load_query_data>`) trains only the new batches' slices of
+        these and freezes everything else.
+        """
+        out: dict[str, int] = {}
+        for name, _ in self.named_parameters():
+            if name.startswith("discriminator."):
+                continue
+            if name.endswith(".batch_bias") or (".head." in name and ".linear." not in name):
+                out[name] = 0
+            elif ".body.fc_layers." in name and name.endswith(".0.weight"):
+                out[name] = 1  # FCLayers concatenates the batch one-hot to every layer
+        return out
 
     def block(self, u: torch.Tensor, modality: str) -> torch.Tensor:
         """The latent block of ``u`` that ``modality``'s decoder reads."""
@@ -422,16 +484,21 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         return {
             "x": {m: tensors[data_key(m)] for m in self.modalities},
             "mask": {m: tensors[mask_key(m)] for m in self.modalities},
+            "batch": tensors[REGISTRY_KEYS.BATCH_KEY],
         }
 
     def inference(
-        self, x: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor]
+        self,
+        x: Mapping[str, torch.Tensor],
+        mask: Mapping[str, torch.Tensor],
+        batch: torch.Tensor | None = None,
     ) -> dict[str, dict[str, torch.Tensor] | dict[str, Normal]]:
         """Posteriors ``q(u_k | x_k)`` of each modality's rows of the minibatch."""
         has, qu = {}, {}
         for m in self.modalities:
             has[m] = mask[m].view(-1) > 0.5
-            qu[m] = self.encode(select_rows(x[m], has[m]), m)
+            b = batch.view(-1)[has[m]] if self.encode_batch else None
+            qu[m] = self.encode(select_rows(x[m], has[m]), m, b)
         return {"qu": qu, "has": has}
 
     def _get_generative_input(self, tensors, inference_outputs, **kwargs) -> dict:

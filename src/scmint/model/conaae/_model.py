@@ -122,6 +122,11 @@ class CONAAE(
     :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) cells of each modality, drawn
     at random (every cell when the data are in memory).
 
+    **New batches.** CONAAE has no batch parameters (``batch_key`` only names the classes
+    of ``supervision="batch"``), so there is nothing to extend for new batches: the
+    equivalent of scvi-tools' query update (``load_query_data``, which CLUE has) is to
+    embed the query cells of any batch directly with :meth:`get_latent_representation`.
+
     Parameters
     ----------
     mdata
@@ -444,12 +449,16 @@ class CONAAE(
         )
 
     # ------------------------------------------------------------------ forward passes
-    def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+    def _embed_matrix(
+        self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
         return self._forward_rows(
             x, lambda b: self.module.encode(b, modality), self.module.n_latent, batch_size
         )
 
-    def _logits_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+    def _logits_matrix(
+        self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
         return self._forward_rows(
             x,
             lambda b: self.module.classify(self.module.encode(b, modality)),

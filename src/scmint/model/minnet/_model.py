@@ -67,6 +67,11 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
     reference cells in the embedding, so it returns counts for count data:
     ``translation_space = "counts"``.
 
+    New batches: MINNET has no batch parameters (``batch_key`` only enters ComBat in its
+    graph distances), so the equivalent of scvi-tools' query update
+    (``load_query_data``, which CLUE has) is to embed query cells of any batch directly
+    (:meth:`get_latent_representation`, :meth:`predict`).
+
     Parameters
     ----------
     mdata
@@ -396,10 +401,14 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
             x, lambda b: layer(self.module.hidden(b, modality)), width, batch_size
         )
 
-    def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+    def _embed_matrix(
+        self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
         return self._forward_matrix(x, modality, "z", batch_size)
 
-    def _logits_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+    def _logits_matrix(
+        self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
         return self._forward_matrix(x, modality, "logits", batch_size)
 
     # ------------------------------------------------------------------ public API hooks

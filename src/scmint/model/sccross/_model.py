@@ -112,6 +112,13 @@ class SCCROSS(
     Translation (:meth:`translate`) returns the target decoder's mean, on the count scale
     for count likelihoods: ``translation_space = "counts"``.
 
+    **New batches.** The batch enters only the decoders; the encoders embed query cells of
+    any batch directly (:meth:`get_latent_representation`), and decoding uses a
+    registered batch (``translate(..., batch=...)``). A query update of the decoders for
+    new batches (scArches, CLUE's :meth:`~scmint.model.CLUE.load_query_data`) is not
+    available for SCCROSS: its per-cell prior and input tables are fitted on the
+    reference cells.
+
     Parameters
     ----------
     mdata
@@ -673,11 +680,15 @@ class SCCROSS(
             scale[rows] = dist.scale.float().cpu().numpy()
         return loc, scale
 
-    def _embed_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+    def _embed_matrix(
+        self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
         return self._encode_inputs(self._encoder_inputs(x, modality), modality, batch_size)[0]
 
     @torch.inference_mode()
-    def _logits_matrix(self, x, modality: str, batch_size: int | None = None) -> np.ndarray:
+    def _logits_matrix(
+        self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
         z = self._embed_matrix(x, modality, batch_size)
         logits = self.module.classifier(torch.as_tensor(z, device=self.device))
         return logits.float().cpu().numpy()
@@ -711,7 +722,14 @@ class SCCROSS(
         """``target`` profiles decoded from joint codes ``z`` through ``target``'s aligner."""
         return self._decode_z(z, target, sample, library, batch, batch_size)
 
-    def _embed_pair(self, x, x_perturbed, modality: str, batch_size: int | None = None):
+    def _embed_pair(
+        self,
+        x,
+        x_perturbed,
+        modality: str,
+        batch_size: int | None = None,
+        batch: np.ndarray | None = None,
+    ):
         rep = self._reduce(x, modality)
         graph = self._smoothing_graph(rep) if self.smoothing_neighbors > 0 else None
         z0 = self._embed_matrix_with(rep, modality, graph, batch_size)
