@@ -124,9 +124,53 @@ def test_query_update_trains_new_batch_only(simulated, reference):
     query_mixing = _mixing(np.vstack([z_ref, z_query]), batches, "batch2")
     reference_mixing = _mixing(z_ref, ref.obs["batch"].to_numpy(), "batch0")
     assert query_mixing >= 0.8 * reference_mixing, (query_mixing, reference_mixing)
-    # translation and normalised expression can use the new batch's decoders
+    # translation and normalised expression can use the new batch's decoders, and the
+    # reference batches' (trained on the reference's cells)
     out = model.get_normalized_expression(modality="rna", transform_batch="batch2")
     assert out.shape == (query.n_obs, query["rna"].n_vars)
+    from_reference = model.translate(source="rna", target="atac", batch="batch0")
+    z = from_reference.obsm["X_clue"]  # decoding the same codes: the reference's decoder
+    np.testing.assert_allclose(
+        model._decode(z, "atac", np.full(len(z), 1e4, np.float32), "batch0", False, None),
+        reference._decode(z, "atac", np.full(len(z), 1e4, np.float32), "batch0", False, None),
+        rtol=1e-5,
+    )
+
+
+def test_weight_decay_leaves_the_reference_slices(simulated, reference):
+    _, query = simulated
+    before = {k: v.clone() for k, v in reference.module.state_dict().items()}
+    model = CLUE.load_query_data(query, reference)
+    model.train(
+        max_epochs=2,
+        enable_progress_bar=False,
+        plan_kwargs={"optimizer": "AdamW", "weight_decay": 0.1},
+    )
+    for key, value in model.module.state_dict().items():
+        old = value
+        for dim, n in enumerate(before[key].shape):
+            old = old.narrow(dim, 0, n)
+        assert old.equal(before[key]), key
+
+
+def test_single_batch_reference(simulated):
+    """A one-batch reference has no one-hot decoder columns: the query adds them."""
+    ref, query = simulated
+    one = ref[ref.obs["batch"] == "batch0"].copy()
+    scvi.settings.seed = 0
+    CLUE.setup_mudata(one, batch_key="batch")
+    reference = CLUE(one, encode_batch=True)
+    reference.train(max_epochs=2, enable_progress_bar=False)
+    model = CLUE.load_query_data(query, reference)
+    model.train(max_epochs=2, enable_progress_bar=False)
+    z = reference.get_latent_representation()
+    np.testing.assert_array_equal(model.get_latent_representation(one), z)
+    library = np.full(len(z), 1e4, np.float32)
+    np.testing.assert_allclose(
+        model._decode(z, "rna", library, "batch0", False, None),
+        reference._decode(z, "rna", library, "batch0", False, None),
+        rtol=1e-5,
+    )
 
 
 def test_reference_from_disk_and_save_load(simulated, reference, tmp_path):
@@ -135,7 +179,7 @@ def test_reference_from_disk_and_save_load(simulated, reference, tmp_path):
     # loading the reference with cells of a new batch points to the query update
     with pytest.raises(ValueError, match="load_query_data"):
         CLUE.load(str(tmp_path / "ref"), adata=scmint.data.pad_mudata(query))
-    model = CLUE.load_query_data(query, str(tmp_path / "ref"))
+    model = CLUE.load_query_data(query, tmp_path / "ref")
     model.train(max_epochs=2, enable_progress_bar=False)
     z = model.get_latent_representation()
     model.save(tmp_path / "query", overwrite=True)
@@ -181,21 +225,31 @@ def test_reference_without_batch_key_or_encoded_batch(simulated):
         assert np.isfinite(plain.get_latent_representation(query)).all()
 
 
-def test_rna_only_query_of_a_new_donor(pbmc_mosaic):
+def test_rna_only_query_of_a_new_donor(pbmc_mosaic, tmp_path):
     """Real data: a reference of two paired donors, RNA-only cells of a third as query."""
     mdata = scmint.data.pad_mudata(pbmc_mosaic)
     ref, query = _split(mdata[mdata.obs["batch"].astype(str) != "p2_0"].copy(), ["p1_0"])
     assert not query.obs[scmint.data.indicator_key("adt")].astype(bool).any()
     scvi.settings.seed = 0
-    CLUE.setup_mudata(ref, batch_key="batch")
+    CLUE.setup_mudata(ref, batch_key="batch", labels_key="cell_type")
     reference = CLUE(
         ref, encode_batch=True, likelihood="nb", normalization={"rna": "log", "adt": "clr"}
     )
     reference.train(max_epochs=30, enable_progress_bar=False)
     z_ref = reference.get_latent_representation()
     model = CLUE.load_query_data(query, reference)
+    # query labels stay in obs, registered unlabelled (no new classes for the classifier)
+    assert (model.adata.obs["cell_type"] == query.obs["cell_type"]).all()
     model.train(max_epochs=30, enable_progress_bar=False)
     np.testing.assert_array_equal(model.get_latent_representation(ref), z_ref)
+    # a saved query model without ADT cells loads again
+    model.save(tmp_path / "query", overwrite=True)
+    again = CLUE.load(str(tmp_path / "query"), adata=model.adata)
+    np.testing.assert_allclose(
+        again.get_latent_representation(modality="rna"),
+        model.get_latent_representation(modality="rna"),
+        atol=1e-6,
+    )
     z_query = model.get_latent_representation(modality="rna")
     lt = _label_transfer(
         z_ref, ref.obs["cell_type"].astype(str), z_query, query.obs["cell_type"].astype(str)

@@ -342,6 +342,8 @@ class MuDataSetupMixin:
         query = kwargs.pop("_query_update", False)
         setup_method_args = cls._get_setup_method_args(**locals())
         setup_method_args["setup_args"].pop("query", None)
+        if query:  # load() registers the saved query model's data the same way
+            setup_method_args["setup_args"]["_query_update"] = True
         names = list(mdata.mod.keys()) if modalities is None else list(modalities)
         if count_modalities is None:
             default = cls._count_modalities_default

@@ -408,6 +408,15 @@ class MultiModalMixin:
             return None
         return self._cell_batch_codes(cells.obs, needed_by="encoder")
 
+    def _batch_cells(self) -> dict[str, list[int]]:
+        """Registered cells measured in each modality, per batch code."""
+        codes = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
+        n = self.summary_stats.n_batch
+        return {
+            m: np.bincount(codes[self._registered_mask(m)].astype(np.int64), minlength=n).tolist()
+            for m in self.modalities
+        }
+
     def _batch_names(self) -> list[str]:
         """Registered batch categories in code order (one, ``"0"``-like, without batch_key)."""
         state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)

@@ -15,6 +15,7 @@ slice at the end of that dimension in registry order (the layout of scvi-tools'
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping
 from functools import partial
@@ -26,6 +27,7 @@ import mudata as md
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import Callback
 from scvi import REGISTRY_KEYS
 from scvi.data._constants import _MODEL_NAME_KEY, _SETUP_ARGS_KEY
 from scvi.model.base._archesmixin import _get_loaded_data
@@ -40,14 +42,18 @@ def extend_batch_slices(
     new_state: Mapping[str, torch.Tensor],
     reference_state: Mapping[str, torch.Tensor],
     n_reference_batches: int,
+    n_new_batches: int,
 ) -> dict[str, torch.Tensor]:
     """The reference's state dict grown to the new batch count.
 
     Where a tensor of the new module is larger along a dimension, the reference tensor
-    is extended there by the missing slices, each set to the mean of the reference
-    batches' slices (the last ``n_reference_batches`` entries of that dimension), so a
-    new batch starts as the average reference batch. Tensors of equal shape are the
-    reference's.
+    is extended there by the missing slices. Usually the new batches' slices are
+    missing; each is set to the mean of the reference batches' slices (the last
+    ``n_reference_batches`` entries of that dimension), so a new batch starts as the
+    average reference batch. A reference of one batch may hold no slice at all (scvi-tools'
+    ``FCLayers`` adds no one-hot column for a single batch): then every batch's slice is
+    missing and all are zero, which is what the reference computed. Tensors of equal
+    shape are the reference's.
     """
     out = {}
     for key, ref in reference_state.items():
@@ -57,49 +63,92 @@ def extend_batch_slices(
         tensor = ref.to(target.device)
         for dim in range(tensor.dim()):
             extra = target.shape[dim] - tensor.shape[dim]
-            if extra < 0:
+            shape = list(tensor.shape)
+            shape[dim] = extra
+            if extra == 0:
+                continue
+            if extra == n_new_batches:
+                size = tensor.shape[dim]
+                batches = tensor.narrow(dim, size - n_reference_batches, n_reference_batches)
+                fill = batches.float().mean(dim, keepdim=True).to(tensor.dtype).expand(shape)
+            elif extra == n_reference_batches + n_new_batches:
+                fill = tensor.new_zeros(shape)
+            else:
                 raise ValueError(
-                    f"'{key}' is smaller in the query model ({tuple(target.shape)}) than in "
-                    f"the reference ({tuple(ref.shape)}): only batches can be added."
+                    f"'{key}' is {tuple(target.shape)} in the query model and "
+                    f"{tuple(ref.shape)} in the reference: only batches can be added."
                 )
-            if extra:
-                batches = tensor.narrow(
-                    dim, tensor.shape[dim] - n_reference_batches, n_reference_batches
-                )
-                mean = batches.float().mean(dim, keepdim=True).to(tensor.dtype)
-                shape = list(tensor.shape)
-                shape[dim] = extra
-                tensor = torch.cat([tensor, mean.expand(shape)], dim=dim)
+            tensor = torch.cat([tensor, fill], dim=dim)
         out[key] = tensor
     return out
 
 
-def freeze_reference(module: nn.Module, n_reference_batches: int, n_batches: int) -> list:
+class ReferenceSlices:
+    """The reference batches' slices of a query model's batch parameters, kept exact.
+
+    :func:`freeze_reference` gives the new batches' slices the only gradient; an
+    optimiser's weight decay (Adam's L2 term, AdamW's decay) would still move the
+    reference slices, so after every optimiser step :meth:`restore` copies them back
+    (registered by :class:`KeepReferenceSlices`).
+    """
+
+    def __init__(self, module: nn.Module, n_new: int) -> None:
+        self.saved = []
+        parameters = dict(module.named_parameters())
+        for name, dim in module.batch_parameters().items():
+            parameter = parameters[name]
+            keep = parameter.shape[dim] - n_new
+            value = parameter.detach().narrow(dim, 0, keep).clone()
+            self.saved.append((parameter, dim, keep, value))
+
+    @torch.no_grad()
+    def restore(self, *_: Any) -> None:
+        """Copy the saved reference slices back into the parameters."""
+        for parameter, dim, keep, value in self.saved:
+            parameter.narrow(dim, 0, keep).copy_(value.to(parameter.device))
+
+
+class KeepReferenceSlices(Callback):
+    """Lightning callback: restore a query model's reference slices after every step."""
+
+    def __init__(self, slices: ReferenceSlices) -> None:
+        self.slices = slices
+        self._handles: list = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        for optimizer in trainer.optimizers:
+            self._handles.append(optimizer.register_step_post_hook(self.slices.restore))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.slices.restore()
+
+
+def freeze_reference(
+    module: nn.Module, n_reference_batches: int, n_batches: int
+) -> ReferenceSlices:
     """Freeze ``module`` except the new batches' slices of its batch parameters.
 
     Every parameter stops taking gradients except those named by
     ``module.batch_parameters()``, of which only the new batches' slices get a gradient
-    (a hook), and
-    batch norm stays in evaluation mode with the reference's running statistics, so the
-    reference embedding is unchanged. Returns the hook handles.
+    (a hook), and batch norm stays in evaluation mode with the reference's running
+    statistics, so the reference embedding is unchanged. Returns the reference slices,
+    which training restores after every optimiser step (weight decay would move them).
     """
     batch_parameters = module.batch_parameters()
     n_new = n_batches - n_reference_batches
-    handles = []
     for name, parameter in module.named_parameters():
         if name not in batch_parameters:
             parameter.requires_grad_(False)
             continue
         parameter.requires_grad_(True)
-        handles.append(
-            parameter.register_hook(
-                partial(_new_slices_only, dim=batch_parameters[name], n_new=n_new)
-            )
-        )
+        parameter.register_hook(partial(_new_slices_only, dim=batch_parameters[name], n_new=n_new))
     for layer in module.modules():
         if isinstance(layer, nn.modules.batchnorm._BatchNorm):
             _hold_in_eval(layer)
-    return handles
+    return ReferenceSlices(module, n_new)
 
 
 def _hold_in_eval(layer: nn.Module) -> None:
@@ -157,11 +206,11 @@ class QueryUpdateMixin:
             MuData, a MuData of some modalities, an AnnData of one modality), with the
             reference's batch column in ``obs``. Features are matched by name to the
             reference's. Not modified: the model holds its own padded copy
-            (``model.adata``). Query labels are not used (every query cell is
-            unlabelled).
+            (``model.adata``). Query labels are not used in training (every query cell
+            is registered unlabelled); they stay in ``model.adata.obs``.
         reference_model
             The trained reference model (an instance of this class) or the folder it was
-            saved to.
+            saved to (a string or path).
         modality
             Modality of an AnnData query (default: inferred from its feature names).
         unfrozen
@@ -170,8 +219,11 @@ class QueryUpdateMixin:
         Returns
         -------
         The query model, untrained (``is_trained_`` False); its batches are the
-        reference's followed by the new ones.
+        reference's followed by the new ones. Its freezing holds for the training that
+        follows; a query model saved and loaded again trains every parameter.
         """
+        if isinstance(reference_model, os.PathLike):
+            reference_model = os.fspath(reference_model)
         attr_dict, var_names, reference_state, _ = _get_loaded_data(reference_model, device="cpu")
         registry = attr_dict.pop("registry_")
         name = registry.get(_MODEL_NAME_KEY)
@@ -204,14 +256,16 @@ class QueryUpdateMixin:
             ]
         ]
         labels_key = setup_args.get("labels_key")
+        labels = query.obs.get(labels_key) if labels_key is not None else None
         if labels_key is not None:
-            query.obs[labels_key] = np.nan  # query labels are not used: all unlabelled
+            query.obs[labels_key] = np.nan  # registered unlabelled: no new label classes
         setup = {
             key: setup_args.get(key)
             for key in ("batch_key", "labels_key", "unlabeled_category", "count_modalities")
         }
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*fewer than 3 cells")
+            warnings.filterwarnings("ignore", message=r".*categories without cells")
             cls.setup_mudata(
                 query,
                 modalities=modalities,
@@ -223,6 +277,8 @@ class QueryUpdateMixin:
                 **{k: v for k, v in setup.items() if v is not None},
             )
             model = _initialize_model(cls, query, registry, attr_dict, None)
+        if labels is not None:
+            query.obs[labels_key] = labels  # the registered labels stay unlabelled
         module = model.module
         if not callable(getattr(module, "batch_parameters", None)):
             raise TypeError(
@@ -231,11 +287,25 @@ class QueryUpdateMixin:
             )
         n_reference = len(reference_batches)
         n_batches = model.summary_stats.n_batch
-        state = extend_batch_slices(module.state_dict(), reference_state, n_reference)
+        state = extend_batch_slices(
+            module.state_dict(), reference_state, n_reference, n_batches - n_reference
+        )
         module.load_state_dict(state)
         module.eval()
         if not unfrozen:
-            model._query_hooks = freeze_reference(module, n_reference, n_batches)
+            model._reference_slices = freeze_reference(module, n_reference, n_batches)
+        # cells per batch and modality: the reference's (its saved attribute, restored on
+        # the model; 1 each when the reference did not save it) plus the query's own
+        saved = getattr(model, "batch_cells_", None)
+        own = model._batch_cells()
+        cells = {}
+        for m in modalities:
+            reference_cells = np.ones(n_reference, dtype=np.int64)
+            if saved is not None and len(saved[m]) == n_reference:
+                reference_cells = np.asarray(saved[m], dtype=np.int64)
+            padded = np.pad(reference_cells, (0, n_batches - n_reference))
+            cells[m] = (padded + np.asarray(own[m], dtype=np.int64)).tolist()
+        model.batch_cells_ = cells
         new = [b for b in model._batch_names() if b not in reference_batches]
         if not new:
             warnings.warn(

@@ -49,6 +49,8 @@ class QuietTrainRunner(TrainRunner):
     A model trained from data on disk (``backed=True``, epochs of minutes to hours)
     shows Lightning's per-minibatch progress bar, with the time left in the epoch,
     instead of scvi-tools' per-epoch bar (unless ``simple_progress_bar`` is given).
+    A query model of :meth:`load_query_data <scmint.model.CLUE.load_query_data>` gets a
+    callback that keeps the reference batches' parameters exact after every step.
     """
 
     @quiet_libraries()
@@ -58,6 +60,11 @@ class QuietTrainRunner(TrainRunner):
         model = args[0] if args else kwargs.get("model")
         if getattr(getattr(model, "adata", None), "isbacked", False):
             kwargs.setdefault("simple_progress_bar", False)
+        slices = getattr(model, "_reference_slices", None)
+        if slices is not None:  # a query update: the reference's parameters stay exact
+            from scmint.model._query_update import KeepReferenceSlices
+
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), KeepReferenceSlices(slices)]
         super().__init__(*args, **kwargs)
 
     @quiet_libraries()

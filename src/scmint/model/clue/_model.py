@@ -252,6 +252,7 @@ class CLUE(
         self.likelihoods_ = likelihoods
         self.normalization_ = norms
         self.library_mean_ = self._library_means()
+        self.batch_cells_ = self._batch_cells()
         self.module = self._module_cls(
             modalities=mods,
             n_input=[self.adata.mod[m].n_vars for m in mods],
@@ -508,10 +509,10 @@ class CLUE(
         first batch may hold none, and its parameters for ``target`` were never trained).
         A batch without ``target`` cells is refused for the same reason.
         """
-        codes = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()[
-            self._registered_mask(target)
-        ]
-        counts = np.bincount(codes.astype(np.int64), minlength=self.summary_stats.n_batch)
+        cells = getattr(self, "batch_cells_", None)  # a query model's include the reference's
+        if cells is None or len(cells[target]) != self.summary_stats.n_batch:
+            cells = self._batch_cells()
+        counts = np.asarray(cells[target])
         if batch is None:
             return int(counts.argmax())
         code = self._batch_code(batch)
