@@ -255,3 +255,42 @@ def test_rna_only_query_of_a_new_donor(pbmc_mosaic, tmp_path):
         z_ref, ref.obs["cell_type"].astype(str), z_query, query.obs["cell_type"].astype(str)
     )
     assert lt >= 0.75, lt
+
+
+def test_sccross_query_update_fits_the_new_batch_decoders(simulated):
+    """SCCROSS: the new batch's decoder rows train, everything else is the reference's."""
+    from scmint.model import SCCROSS
+
+    ref, query = simulated
+    ref = ref.copy()
+    scvi.settings.seed = 0
+    SCCROSS.setup_mudata(ref, batch_key="batch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no MNN prior on these gene names
+        reference = SCCROSS(ref, n_components=20)
+    reference.train(max_epochs=3, pretrain_epochs=3, enable_progress_bar=False)
+    before = {k: v.clone() for k, v in reference.module.state_dict().items()}
+    z_query = reference.get_latent_representation(query, modality="rna")
+
+    model = SCCROSS.load_query_data(query, reference)
+    assert model.prior_ is None and model.transforms_ is reference.transforms_
+    fit_before = model.get_reconstruction_error()
+    model.train(max_epochs=3, pretrain_epochs=3, enable_progress_bar=False)
+    state = model.module.state_dict()
+    for key, value in state.items():
+        old = value
+        for dim, n in enumerate(before[key].shape):
+            old = old.narrow(dim, 0, n)
+        assert old.equal(before[key]), key
+    assert not state["decoders.rna.bias"][2].equal(state["decoders.rna.bias"][:2].mean(0))
+    # the encoders do not read the batch: the query embedding is the reference's
+    np.testing.assert_allclose(
+        model.get_latent_representation(modality="rna"), z_query, rtol=1e-5, atol=1e-6
+    )
+    fit_after = model.get_reconstruction_error()
+    for m in ("rna", "atac"):
+        key = f"reconstruction_loss_{m}"
+        assert fit_after[key] < fit_before[key], (m, fit_before[key], fit_after[key])
+    new = model.get_normalized_expression(modality="rna", transform_batch="batch2")
+    old = model.get_normalized_expression(modality="rna", transform_batch="batch0")
+    assert not np.allclose(new, old)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
+from contextvars import ContextVar
 from functools import partial
 from types import MethodType
 from typing import Any
@@ -36,6 +37,18 @@ from torch import nn
 
 from scmint._quiet import quiet_libraries
 from scmint.data import prepare_query_mudata
+
+_REFERENCE_ATTRIBUTES: ContextVar[dict | None] = ContextVar("reference_attributes", default=None)
+
+
+def reference_attributes() -> dict | None:
+    """The reference model's fitted attributes while a query model is built, else None.
+
+    A model whose construction fits transforms on its data (SCCROSS's PCA / LSI, gene-set
+    scores) takes the reference's instead when this is set: the query cells are
+    transformed exactly like the reference cells (and may lack a modality).
+    """
+    return _REFERENCE_ATTRIBUTES.get()
 
 
 def extend_batch_slices(
@@ -178,6 +191,9 @@ def _new_slices_only(grad: torch.Tensor, dim: int, n_new: int) -> torch.Tensor:
 class QueryUpdateMixin:
     """``load_query_data``: map cells of new batches onto a trained reference (scArches)."""
 
+    _per_cell_attributes: tuple[str, ...] = ()
+    """Fitted attributes with a row per reference cell, which a query model does not take."""
+
     @classmethod
     @quiet_libraries()
     def load_query_data(
@@ -276,7 +292,13 @@ class QueryUpdateMixin:
                 _query_update=True,
                 **{k: v for k, v in setup.items() if v is not None},
             )
-            model = _initialize_model(cls, query, registry, attr_dict, None)
+            for name in cls._per_cell_attributes:  # fitted over the reference's cells
+                attr_dict.pop(name, None)
+            token = _REFERENCE_ATTRIBUTES.set(attr_dict)
+            try:
+                model = _initialize_model(cls, query, registry, attr_dict, None)
+            finally:
+                _REFERENCE_ATTRIBUTES.reset(token)
         if labels is not None:
             query.obs[labels_key] = labels  # the registered labels stay unlabelled
         module = model.module
@@ -315,7 +337,7 @@ class QueryUpdateMixin:
                 UserWarning,
                 stacklevel=2,
             )
-        if not getattr(module, "encode_batch", True):
+        if getattr(module, "encode_batch", None) is False:
             warnings.warn(
                 f"This {cls.__name__}'s encoders do not read the batch, so the update fits "
                 "the new batches' decoder parameters only and the query cells' embedding "

@@ -353,6 +353,11 @@ class BatchLikelihoodDecoder(nn.Module):
         if likelihood in ("zinb", "ziln"):
             self.zi_logits = nn.Parameter(torch.zeros(shape))
 
+    def batch_parameters(self) -> list[str]:
+        """Names of the per-batch parameters (one row per batch, dimension 0)."""
+        names = ("scale_logit", "bias", "log_theta", "std_logit", "zi_logits")
+        return [name for name in names if hasattr(self, name)]
+
     @staticmethod
     def _of(parameter: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Rows ``b`` of a per-batch parameter; one broadcast row when there is one batch."""

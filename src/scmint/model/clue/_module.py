@@ -420,13 +420,14 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         these and freezes everything else.
         """
         out: dict[str, int] = {}
-        for name, _ in self.named_parameters():
-            if name.startswith("discriminator."):
-                continue
-            if name.endswith(".batch_bias") or (".head." in name and ".linear." not in name):
-                out[name] = 0
-            elif ".body.fc_layers." in name and name.endswith(".0.weight"):
-                out[name] = 1  # FCLayers concatenates the batch one-hot to every layer
+        for m in self.modalities:
+            if self.encoders[m].batch_bias is not None:
+                out[f"encoders.{m}.batch_bias"] = 0
+            for name in self.decoders[m].head.batch_parameters():
+                out[f"decoders.{m}.head.{name}"] = 0
+            for name, _ in self.decoders[m].body.named_parameters():
+                if name.endswith(".0.weight"):  # FCLayers: the batch one-hot in every layer
+                    out[f"decoders.{m}.body.{name}"] = 1
         return out
 
     def block(self, u: torch.Tensor, modality: str) -> torch.Tensor:

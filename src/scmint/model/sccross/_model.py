@@ -33,6 +33,7 @@ from scmint.model._generative import (
     NormalizedExpressionMixin,
     SimulationMixin,
 )
+from scmint.model._query_update import QueryUpdateMixin, reference_attributes
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from scmint.pp import FeatureScaler, FittedTransform, LogNormPCA, TfidfLSI
 from scmint.tl import smoothing_operator
@@ -71,6 +72,7 @@ def _merge_histories(first: dict | None, second: dict | None) -> dict:
 
 
 class SCCROSS(
+    QueryUpdateMixin,
     UnsupervisedTrainingMixin,
     SimulationMixin,
     NormalizedExpressionMixin,
@@ -112,12 +114,14 @@ class SCCROSS(
     Translation (:meth:`translate`) returns the target decoder's mean, on the count scale
     for count likelihoods: ``translation_space = "counts"``.
 
-    **New batches.** The batch enters only the decoders; the encoders embed query cells of
-    any batch directly (:meth:`get_latent_representation`), and decoding uses a
-    registered batch (``translate(..., batch=...)``). A query update of the decoders for
-    new batches (scArches, CLUE's :meth:`~scmint.model.CLUE.load_query_data`) is not
-    available for SCCROSS: its per-cell prior and input tables are fitted on the
-    reference cells.
+    **New batches.** The batch enters only the decoders: the encoders embed query cells of
+    any batch directly (:meth:`get_latent_representation`), and the embedding does not
+    depend on the batch. :meth:`load_query_data` (scArches, as for CLUE) adds the new
+    batches' decoder parameters (per-batch scale, bias and dispersion, started at the
+    reference batches' mean) and trains only those on the query cells, which go through
+    the reference's PCA / LSI; the MNN prior, fitted over the reference cells, is not
+    used there. Then ``translate(..., batch=...)`` and
+    ``get_normalized_expression(transform_batch=...)`` decode in a new batch.
 
     Parameters
     ----------
@@ -198,6 +202,7 @@ class SCCROSS(
     """
 
     _module_cls = SCCROSSModule
+    _per_cell_attributes = ("prior_", "prior_info_")
     _training_plan_cls = GeneratorDiscriminatorPlan
     _data_splitter_cls = RegisteredDataSplitter
     _train_runner_cls = QuietTrainRunner
@@ -257,16 +262,24 @@ class SCCROSS(
         self.likelihoods_ = likelihoods
         self.representations_ = reps
         self.smoothing_neighbors = int(smoothing_neighbors)
-        self.transforms_ = self._fit_transforms(reps, int(n_components))
-        self.gene_set_transforms_ = self._fit_gene_sets(gene_sets, likelihoods, gene_set_components)
+        reference = reference_attributes()  # set while load_query_data builds a query model
+        if reference is None:
+            self.transforms_ = self._fit_transforms(reps, int(n_components))
+            self.gene_set_transforms_ = self._fit_gene_sets(
+                gene_sets, likelihoods, gene_set_components
+            )
+            prior_kwargs = {
+                "n_comps": prior_components,
+                "n_neighbors": prior_neighbors,
+                "n_top_genes": prior_top_genes,
+                "cells_per_metacell": cells_per_metacell,
+            }
+            self.prior_, self.prior_info_ = self._compute_prior(gene_matrices, prior_kwargs)
+        else:  # the query cells go through the reference's transforms; the prior is its own
+            self.transforms_ = reference["transforms_"]
+            self.gene_set_transforms_ = reference["gene_set_transforms_"]
+            self.prior_, self.prior_info_ = None, {"query_update": "no prior for query cells"}
         self.library_mean_ = self._library_means()
-        prior_kwargs = {
-            "n_comps": prior_components,
-            "n_neighbors": prior_neighbors,
-            "n_top_genes": prior_top_genes,
-            "cells_per_metacell": cells_per_metacell,
-        }
-        self.prior_, self.prior_info_ = self._compute_prior(gene_matrices, prior_kwargs)
         classes, class_of_code = self._label_classes()
         self.classes_ = np.asarray(classes, dtype=object)
         if classifier_weight > 0 and len(classes) < 2:

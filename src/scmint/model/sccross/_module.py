@@ -201,6 +201,18 @@ class SCCROSSModule(BaseModuleClass):
                 p = torch.as_tensor(prior[m], dtype=torch.float32).to(device)
                 setattr(self, f"_prior_{i}", p)
 
+    def batch_parameters(self) -> dict[str, int]:
+        """The decoders' per-batch parameters (rows, dimension 0).
+
+        The only parameters a query update (:meth:`SCCROSS.load_query_data
+        <scmint.model.SCCROSS.load_query_data>`) trains, for the new batches.
+        """
+        return {
+            f"decoders.{m}.{name}": 0
+            for m in self.modalities
+            for name in self.decoders[m].batch_parameters()
+        }
+
     def _table(self, kind: str, modality: str) -> torch.Tensor:
         return getattr(self, f"_{kind}_{self.modalities.index(modality)}")
 
