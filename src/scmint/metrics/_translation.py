@@ -353,9 +353,7 @@ def knn_profiles(
         Query cells x target features, float32, in the ``"lognorm"`` space of
         :func:`translation_correlation`.
     """
-    from sklearn.neighbors import NearestNeighbors
-
-    from scmint.pp import LogNormPCA, TfidfLSI
+    from scmint.pp import LogNormPCA, TfidfLSI, neighbour_mean
 
     if reference_source.shape[0] != reference_target.shape[0]:
         raise ValueError(
@@ -370,9 +368,10 @@ def knn_profiles(
     if representation not in ("pca", "lsi"):
         raise ValueError(f"representation must be 'pca' or 'lsi', got {representation!r}.")
     n_ref = reference_source.shape[0]
-    k = int(n_neighbors)
-    if not 1 <= k <= n_ref:
-        raise ValueError(f"n_neighbors must be in [1, {n_ref}] (the reference cells), got {k}.")
+    if not 1 <= int(n_neighbors) <= n_ref:
+        raise ValueError(
+            f"n_neighbors must be in [1, {n_ref}] (the reference cells), got {n_neighbors}."
+        )
     n_comps = max(1, min(int(n_comps), n_ref - 1, reference_source.shape[1] - 1))
     if representation == "pca":
         transform = LogNormPCA(n_comps=n_comps)
@@ -380,15 +379,9 @@ def knn_profiles(
         transform = TfidfLSI(n_comps=n_comps + 1)
     ref_rep = transform.fit_transform(reference_source)
     query_rep = transform.transform(query_source)
-    index = NearestNeighbors(n_neighbors=k).fit(ref_rep)
-    neighbours = index.kneighbors(query_rep, return_distance=False)
-    n_query = neighbours.shape[0]
-    weights = sparse.csr_matrix(
-        (np.full(neighbours.size, 1.0 / k), (np.repeat(np.arange(n_query), k), neighbours.ravel())),
-        shape=(n_query, n_ref),
-    )
     target = sparse.csr_matrix(reference_target, dtype=np.float64)
     sums = np.asarray(target.sum(axis=1)).ravel()
     scale = np.divide(target_sum, sums, out=np.zeros_like(sums), where=sums > 0)
     target = (sparse.diags(scale) @ target).log1p()
-    return np.asarray((weights @ target).todense(), dtype=np.float32)
+    mean = neighbour_mean(query_rep, ref_rep, target, n_neighbors)
+    return np.asarray(mean.todense(), dtype=np.float32)

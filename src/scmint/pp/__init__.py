@@ -14,7 +14,7 @@ from ._gene_activity import (
     read_genes,
     read_gtf,
 )
-from ._neighbors import knn_graph, knn_indices, umap_connectivities
+from ._neighbors import knn_graph, knn_indices, neighbour_mean, umap_connectivities
 from ._transforms import (
     FeatureScaler,
     FittedTransform,
@@ -38,6 +38,7 @@ __all__ = [
     "highly_variable",
     "knn_graph",
     "knn_indices",
+    "neighbour_mean",
     "umap_connectivities",
     "normalize_log",
     "parse_peak_names",

@@ -201,3 +201,30 @@ def umap_connectivities(indices: np.ndarray, distances: np.ndarray) -> sp.csr_ma
     C = (W + Wt - W.multiply(Wt)).tocsr().astype(np.float32)
     C.eliminate_zeros()
     return C
+
+
+def neighbour_mean(query: np.ndarray, reference: np.ndarray, values, n_neighbors: int):
+    """Mean of ``values`` over each query row's ``n_neighbors`` nearest reference rows.
+
+    Neighbours are found by Euclidean distance between ``query`` and ``reference``
+    (cells x dimensions, e.g. embeddings); ``values`` holds one row per reference cell
+    (dense or sparse). Used for kNN translation (MINNET's :meth:`translate
+    <scmint.model.MINNET.translate>`, the benchmark's kNN baseline
+    :func:`scmint.metrics.knn_profiles`).
+
+    Returns
+    -------
+    Query rows x ``values`` columns: sparse (CSR) for sparse ``values``, else dense.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n_ref = reference.shape[0]
+    k = int(n_neighbors)
+    if not 1 <= k <= n_ref:
+        raise ValueError(f"n_neighbors must be in [1, {n_ref}] (the reference cells), got {k}.")
+    idx = NearestNeighbors(n_neighbors=k).fit(reference).kneighbors(query, return_distance=False)
+    weights = sp.csr_matrix(
+        (np.full(idx.size, 1.0 / k), (np.repeat(np.arange(len(idx)), k), idx.ravel())),
+        shape=(len(idx), n_ref),
+    )
+    return weights @ values

@@ -24,6 +24,7 @@ from scmint.model._base import (
     keep_torch_threads,
     resolve_normalization,
 )
+from scmint.pp import neighbour_mean
 from scmint.train import QuietTrainRunner
 
 from ._module import Activation, MINNETModule
@@ -439,15 +440,7 @@ class MINNET(MultiModalMixin, MuDataSetupMixin, BaseModelClass):
 
     def _neighbour_mean(self, z: np.ndarray, target: str, k: int, batch_size: int | None):
         """Mean ``target`` profile of each row's ``k`` nearest reference cells."""
-        from sklearn.neighbors import NearestNeighbors
-
         z_ref, x_ref = self._reference(target, batch_size)
         check_positive_int(k=k)
-        k = min(int(k), z_ref.shape[0])
-        idx = NearestNeighbors(n_neighbors=k).fit(z_ref).kneighbors(z, return_distance=False)
-        weights = sparse.csr_matrix(
-            (np.full(idx.size, 1.0 / k), (np.repeat(np.arange(len(z)), k), idx.ravel())),
-            shape=(len(z), z_ref.shape[0]),
-        )
-        out = weights @ x_ref
+        out = neighbour_mean(z, z_ref, x_ref, min(int(k), z_ref.shape[0]))
         return sparse.csr_matrix(out, dtype=np.float32) if sparse.issparse(out) else out
