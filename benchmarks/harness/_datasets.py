@@ -38,6 +38,15 @@ DATASETS: dict[str, dict] = {
         "labels_key": "cell_type",
         "batch_key": "batch",
     },
+    # the cells of pbmc_mosaic measured in both modalities (donors p3_0, p4_0), so that
+    # the paired protocols run on a CITE-seq panel whose proteins map to the RNA genes
+    "pbmc_mosaic_paired": {
+        "modalities": ("rna", "adt"),
+        "kinds": {"rna": "rna", "adt": "protein"},
+        "labels_key": "cell_type",
+        "batch_key": "batch",
+        "paired_subset_of": "pbmc_mosaic",
+    },
 }
 
 
@@ -97,6 +106,9 @@ def load_dataset(name: str) -> md.MuData:
     FileNotFoundError
         If the file is missing; the message names ``SCMINT_DATA_DIR``.
     """
+    source = DATASETS.get(name, {}).get("paired_subset_of")
+    if source is not None:
+        return _paired_cells(load_dataset(source))
     path = dataset_path(name)
     if not path.exists():
         raise FileNotFoundError(
@@ -105,6 +117,15 @@ def load_dataset(name: str) -> md.MuData:
         )
     md.set_options(pull_on_update=False)
     return read_h5mu(path)
+
+
+def _paired_cells(mdata: md.MuData) -> md.MuData:
+    """The cells measured in every modality, in one order in each."""
+    mods = list(mdata.mod)
+    common = mdata.mod[mods[0]].obs_names
+    for m in mods[1:]:
+        common = common.intersection(mdata.mod[m].obs_names, sort=False)
+    return md.MuData({m: mdata.mod[m][common].copy() for m in mods})
 
 
 def dataset_info(name: str) -> dict:

@@ -15,6 +15,7 @@ from ._gene_activity import (
     read_gtf,
 )
 from ._neighbors import knn_graph, knn_indices, neighbour_mean, umap_connectivities
+from ._protein_genes import protein_gene_matrix, protein_gene_names, read_protein_table
 from ._transforms import (
     FeatureScaler,
     FittedTransform,
@@ -43,6 +44,9 @@ __all__ = [
     "normalize_log",
     "parse_peak_names",
     "pca",
+    "protein_gene_matrix",
+    "protein_gene_names",
+    "read_protein_table",
     "peak_gene_links",
     "read_bed",
     "read_genes",

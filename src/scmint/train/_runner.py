@@ -51,6 +51,7 @@ class QuietTrainRunner(TrainRunner):
     instead of scvi-tools' per-epoch bar (unless ``simple_progress_bar`` is given).
     A query model of :meth:`load_query_data <scmint.model.CLUE.load_query_data>` gets a
     callback that keeps the reference batches' parameters exact after every step.
+    The ``callbacks`` list passed in is not modified.
     """
 
     @quiet_libraries()
@@ -60,11 +61,15 @@ class QuietTrainRunner(TrainRunner):
         model = args[0] if args else kwargs.get("model")
         if getattr(getattr(model, "adata", None), "isbacked", False):
             kwargs.setdefault("simple_progress_bar", False)
+        # scvi-tools' Trainer appends its early-stopping and checkpoint callbacks to the
+        # list it is given: a copy keeps the caller's list as it was (a second training
+        # stage, as SCCROSS's, would otherwise inherit the first stage's early stopping)
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or [])
         slices = getattr(model, "_reference_slices", None)
         if slices is not None:  # a query update: the reference's parameters stay exact
             from scmint.model._query_update import KeepReferenceSlices
 
-            kwargs["callbacks"] = [*kwargs.get("callbacks", []), KeepReferenceSlices(slices)]
+            kwargs["callbacks"].append(KeepReferenceSlices(slices))
         super().__init__(*args, **kwargs)
 
     @quiet_libraries()

@@ -6,6 +6,7 @@ import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from math import ceil
+from pathlib import Path
 from typing import Any, Literal
 
 import anndata as ad
@@ -35,7 +36,17 @@ from scmint.model._generative import (
 )
 from scmint.model._query_update import QueryUpdateMixin, reference_attributes
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
-from scmint.pp import FeatureScaler, FittedTransform, LogNormPCA, TfidfLSI
+from scmint.pp import (
+    FeatureScaler,
+    FittedTransform,
+    LogNormPCA,
+    TfidfLSI,
+    gene_activity,
+    parse_peak_names,
+    protein_gene_matrix,
+    protein_gene_names,
+)
+from scmint.pp._protein_genes import ProteinTable
 from scmint.tl import smoothing_operator
 from scmint.train import GeneratorDiscriminatorPlan, QuietTrainRunner, progress_epochs
 
@@ -48,8 +59,9 @@ REPRESENTATIONS: tuple[str, ...] = ("pca", "lsi", "scaled")
 INDEX_COLUMN = "_scmint_index"
 """``mdata.obs`` column with each cell's row number (registered as scvi-tools' indices)."""
 PEAK_NAMES = ("atac", "peaks", "peak", "chromatin", "accessibility")
+PROTEIN_NAMES = ("adt", "protein", "proteins", "prot", "cite", "antibody", "antibodies")
 MIN_SHARED_GENES = 50
-"""Shared feature names needed for the automatic MNN prior."""
+"""Shared genes needed for the automatic MNN prior."""
 
 
 def _merge_histories(first: dict | None, second: dict | None) -> dict:
@@ -156,10 +168,32 @@ class SCCROSS(
     gene_matrices
         ``{modality: AnnData}`` of gene-centric counts (cells x genes; e.g. ATAC gene
         activity from :func:`scmint.pp.gene_activity`) for the MNN prior, with the
-        modality's measured cells as ``obs_names``. Modalities not named use their own
-        features. Default: the prior uses the modalities' own features when at least
-        two modalities share >= 50 feature names; otherwise there is no prior (with a
-        warning) and alignment rests on the adversaries alone.
+        modality's measured cells as ``obs_names``. They take precedence over what
+        SCCROSS builds itself (below).
+    gene_annotation
+        Gene coordinates (DataFrame with ``chrom``, ``start``, ``end``, ``strand``, or a
+        GTF / BED path, see :func:`scmint.pp.read_genes`) of the RNA genes: a peak
+        modality (named ``atac``, ``peaks``, ...; peaks named ``chr-start-end``) then
+        enters the prior as gene activity (:func:`scmint.pp.gene_activity`, gene body
+        plus 2 kb upstream). Default: the coordinates stored with the RNA features
+        (``var`` columns ``chrom`` / ``start`` / ``end``, or ``interval`` as 10x readers
+        write it), when there are any.
+    protein_genes
+        Protein -> gene table (mapping, two-column DataFrame or CSV / TSV path) for a
+        protein modality (named ``adt``, ``protein``, ...) whose proteins are not
+        named after their genes. Without it, proteins are matched by name and through
+        the built-in table of human CD antigens (:func:`scmint.pp.protein_gene_names`:
+        ``CD56`` -> ``NCAM1``, ``HLA-DR`` -> ``HLA-DRA``), so a CITE-seq panel enters
+        the prior on the genes encoding its proteins.
+
+        **Which data get a prior.** The prior is built when two or more modalities
+        have gene-centric counts sharing >= 50 genes: RNA with a CITE-seq panel (when
+        >= 50 of the panel's genes are among the RNA features), RNA with ATAC given
+        ``gene_annotation`` (or ``gene_matrices``), several RNA-like modalities.
+        Otherwise SCCROSS warns at construction, naming what to pass, and aligns by
+        its adversaries alone: fine with paired cells (``pairing_weight``) or labels
+        (``classifier_weight``), but on unpaired data without a prior the published
+        model is often no better than random (BENCHMARKS.md, SCCROSS notes).
     prior_components, prior_neighbors, prior_top_genes
         Dimension (50), MNN neighbours (20) and shared genes (2,000) of the prior.
     cells_per_metacell
@@ -226,6 +260,8 @@ class SCCROSS(
         gene_sets: Mapping[str, Mapping[str, Sequence[str]] | str] | None = None,
         gene_set_components: int = 5,
         gene_matrices: Mapping[str, ad.AnnData] | None = None,
+        gene_annotation: pd.DataFrame | str | Path | None = None,
+        protein_genes: ProteinTable | None = None,
         prior_components: int = 50,
         prior_neighbors: int = 20,
         prior_top_genes: int = 2000,
@@ -274,7 +310,9 @@ class SCCROSS(
                 "n_top_genes": prior_top_genes,
                 "cells_per_metacell": cells_per_metacell,
             }
-            self.prior_, self.prior_info_ = self._compute_prior(gene_matrices, prior_kwargs)
+            self.prior_, self.prior_info_ = self._compute_prior(
+                gene_matrices, gene_annotation, protein_genes, prior_kwargs
+            )
         else:  # the query cells go through the reference's transforms; the prior is its own
             self.transforms_ = reference["transforms_"]
             self.gene_set_transforms_ = reference["gene_set_transforms_"]
@@ -324,8 +362,9 @@ class SCCROSS(
             f"classifier={classifier_weight:g}."
         )
         self.init_params_ = self._get_init_params(locals())
-        # gene_matrices only serve the prior (saved as prior_); keep them out of save files
-        self.init_params_["non_kwargs"]["gene_matrices"] = None
+        # these only serve the prior (saved as prior_); keep them out of save files
+        for name in ("gene_matrices", "gene_annotation", "protein_genes"):
+            self.init_params_["non_kwargs"][name] = None
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -413,34 +452,18 @@ class SCCROSS(
 
     # ------------------------------------------------------------------ MNN prior
     def _compute_prior(
-        self, gene_matrices: Mapping[str, ad.AnnData] | None, kwargs: dict
+        self,
+        gene_matrices: Mapping[str, ad.AnnData] | None,
+        gene_annotation: pd.DataFrame | str | Path | None,
+        protein_genes: ProteinTable | None,
+        kwargs: dict,
     ) -> tuple[dict[str, np.ndarray] | None, dict]:
         mods = self.modalities
         given = dict(gene_matrices or {})
         unknown = [m for m in given if m not in mods]
         if unknown:
             raise KeyError(f"gene_matrices names modalities {unknown} not among {mods}.")
-        matrices = {}
-        for m in mods:
-            rows = np.flatnonzero(self._registered_mask(m))
-            names = self.adata.obs_names[rows]
-            if m in given:
-                g = given[m]
-                if not isinstance(g, ad.AnnData):
-                    raise TypeError(f"gene_matrices['{m}'] must be an AnnData (cells x genes).")
-                pos = pd.Index(g.obs_names).get_indexer(names)
-                if (pos < 0).any():
-                    raise ValueError(
-                        f"gene_matrices['{m}'] lacks {int((pos < 0).sum())} of the {len(rows)} "
-                        f"cells measured in '{m}' (matched by obs_names, e.g. "
-                        f"{list(names[pos < 0][:3])})."
-                    )
-                matrices[m] = g[pos]
-            elif self.likelihoods_[m] in COUNT_LIKELIHOODS:
-                x = self._registered(m)[rows]
-                matrices[m] = ad.AnnData(
-                    X=sparse.csr_matrix(x), var=pd.DataFrame(index=self.adata.mod[m].var_names)
-                )
+        matrices, sources = self._gene_centric_matrices(given, gene_annotation, protein_genes)
         usable = self._prior_modalities(matrices, explicit=bool(given))
         if usable is None:
             return None, {}
@@ -453,28 +476,150 @@ class SCCROSS(
                 table[self._registered_mask(m)] = prior[m]
             out[m] = table
         info["modalities"] = usable
+        info["gene_sources"] = {m: sources[m] for m in usable}
         return out, info
+
+    def _feature_kind(self, m: str) -> str:
+        """``"peaks"``, ``"proteins"`` or ``"genes"``, from the modality's name."""
+        if m.lower() in PEAK_NAMES:
+            return "peaks"
+        if m.lower() in PROTEIN_NAMES:
+            return "proteins"
+        return "genes"
+
+    def _gene_centric_matrices(
+        self,
+        given: Mapping[str, ad.AnnData],
+        gene_annotation: pd.DataFrame | str | Path | None,
+        protein_genes: ProteinTable | None,
+    ) -> tuple[dict[str, ad.AnnData], dict[str, str]]:
+        """Cells x genes counts of each modality that has them, for the MNN prior.
+
+        In order: the user's ``gene_matrices``; gene activity of a peak modality from
+        ``gene_annotation``; a protein modality's counts on the genes that encode its
+        proteins (:func:`scmint.pp.protein_gene_names`); a gene modality's own counts.
+        Returns the matrices and, per modality, which of these was used.
+        """
+        genes = pd.Index([])
+        for m in self.modalities:
+            if self._feature_kind(m) == "genes":
+                genes = genes.append(self.adata.mod[m].var_names).unique()
+        coordinates, coordinates_from = gene_annotation, "gene_annotation"
+        if coordinates is None:
+            coordinates, coordinates_from = self._gene_coordinates()
+        matrices, sources = {}, {}
+        for m in self.modalities:
+            rows = np.flatnonzero(self._registered_mask(m))
+            names = self.adata.obs_names[rows]
+            kind = self._feature_kind(m)
+            if m in given:
+                g = given[m]
+                if not isinstance(g, ad.AnnData):
+                    raise TypeError(f"gene_matrices['{m}'] must be an AnnData (cells x genes).")
+                pos = pd.Index(g.obs_names).get_indexer(names)
+                if (pos < 0).any():
+                    raise ValueError(
+                        f"gene_matrices['{m}'] lacks {int((pos < 0).sum())} of the {len(rows)} "
+                        f"cells measured in '{m}' (matched by obs_names, e.g. "
+                        f"{list(names[pos < 0][:3])})."
+                    )
+                matrices[m], source = g[pos], "gene_matrices"
+            elif self.likelihoods_[m] not in COUNT_LIKELIHOODS:
+                continue
+            else:
+                own = ad.AnnData(
+                    X=sparse.csr_matrix(self._registered(m)[rows]),
+                    obs=pd.DataFrame(index=names),
+                    var=pd.DataFrame(index=self.adata.mod[m].var_names),
+                )
+                if kind == "peaks" and coordinates is not None and len(genes):
+                    with warnings.catch_warnings():  # genes without peaks are expected here
+                        warnings.simplefilter("ignore", UserWarning)
+                        matrices[m] = gene_activity(own, genes=coordinates, gene_names=genes)
+                    source = f"gene activity ({coordinates_from})"
+                elif kind == "proteins" and len(genes):
+                    matrices[m] = protein_gene_matrix(own, genes=genes, table=protein_genes)
+                    source = "encoding genes of the proteins"
+                elif kind == "genes":
+                    matrices[m], source = own, "own features"
+                else:
+                    continue
+            sources[m] = source
+        return matrices, sources
+
+    def _gene_coordinates(self) -> tuple[pd.DataFrame | None, str]:
+        """Gene coordinates stored with a gene modality's features, if any.
+
+        ``var`` columns ``chrom``, ``start``, ``end`` (``strand`` optional; scglue's
+        convention) or ``interval`` (``chr1:100-200``, as 10x / muon readers store it).
+        """
+        for m in self.modalities:
+            if self._feature_kind(m) != "genes":
+                continue
+            var = self.adata.mod[m].var
+            if {"chrom", "start", "end"} <= set(var.columns):
+                cols = ["chrom", "start", "end"] + (["strand"] if "strand" in var else [])
+                table = var[cols].dropna()
+            elif "interval" in var.columns:
+                parsed = parse_peak_names(var["interval"].astype(str).to_numpy())
+                parsed.index = var.index
+                table = parsed.loc[parsed["parsed"].to_numpy(), ["chrom", "start", "end"]]
+            else:
+                continue
+            if len(table):
+                return table, f"gene coordinates in {m}.var"
+        return None, ""
 
     def _prior_modalities(self, matrices: Mapping[str, ad.AnnData], explicit: bool) -> list | None:
         """Modalities whose gene-centric matrices share enough genes (or ``None``)."""
         names = list(matrices)
-        if len(names) >= 2:
-            shared = common_gene_names([matrices[m].var_names for m in names])
-            if len(shared) >= MIN_SHARED_GENES:
-                return names
+        shared = common_gene_names([matrices[m].var_names for m in names]) if names else []
+        if len(names) >= 2 and len(shared) >= MIN_SHARED_GENES:
+            return names
         if explicit:
             raise ValueError(
-                f"The gene-centric matrices of {names} share fewer than {MIN_SHARED_GENES} "
-                "genes; the MNN prior needs the same gene names in every modality."
+                f"The gene-centric matrices of {names} share {len(shared)} genes, fewer than "
+                f"{MIN_SHARED_GENES}; the MNN prior needs the same gene names in every modality."
             )
-        warnings.warn(
-            "SCCROSS found no two modalities sharing gene names, so it runs without the "
-            "common-gene MNN prior and aligns by the adversaries alone. Pass gene_matrices= "
-            "(e.g. {'atac': scmint.pp.gene_activity(atac, genes=...)}) to use the prior.",
-            UserWarning,
-            stacklevel=4,
-        )
+        warnings.warn(self._no_prior_message(names, len(shared)), UserWarning, stacklevel=4)
         return None
+
+    def _no_prior_message(self, names: list[str], n_shared: int) -> str:
+        """Why there is no MNN prior, and what to pass for one."""
+        genes = pd.Index([])
+        for m in self.modalities:
+            if self._feature_kind(m) == "genes":
+                genes = genes.append(self.adata.mod[m].var_names).unique()
+        found = (
+            f"the gene-centric forms of {names} share {n_shared} genes (< {MIN_SHARED_GENES})"
+            if len(names) >= 2
+            else "fewer than two modalities have genes to compare"
+        )
+        hints = []
+        for m in self.modalities:
+            kind = self._feature_kind(m)
+            if kind == "peaks":
+                hints.append(
+                    f"gene_annotation= (gene coordinates as a DataFrame or GTF / BED path, "
+                    f"for '{m}' gene activity) or gene_matrices={{'{m}': "
+                    "scmint.pp.gene_activity(...)}"
+                )
+            elif kind == "proteins":
+                matched = protein_gene_names(self.adata.mod[m].var_names, genes=genes)
+                hints.append(
+                    f"protein_genes= (a protein -> gene table for the '{m}' proteins: "
+                    f"{int(matched.notna().sum())} of {len(matched)} were matched to genes, "
+                    f"{int(matched.isin(genes).sum())} of them among the RNA features; see "
+                    "scmint.pp.protein_gene_names)"
+                )
+        if not hints:
+            hints.append("gene_matrices= ({modality: cells x genes AnnData})")
+        return (
+            f"SCCROSS builds no common-gene MNN prior: {found}. Without it the modalities "
+            "align through the adversaries alone, which on unpaired data is often no better "
+            "than random. For a prior pass " + "; or ".join(hints) + ". With paired cells, "
+            "pairing_weight aligns them; with labels, classifier_weight."
+        )
 
     # ------------------------------------------------------------------ encoder inputs
     def _smoothing_graph(self, rep: np.ndarray) -> sparse.csr_matrix | None:
