@@ -344,6 +344,27 @@ def test_modality_mixing_asw():
     assert np.isnan(out)
 
 
+def test_batch_removal_scores():
+    """iLISI and batch ASW: 1 for mixed batches, about 0 for separated ones."""
+    from scmint.metrics import batch_asw, ilisi
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat(["t1", "t2"], 200)
+    z = rng.normal(size=(400, 4)) + (labels == "t2")[:, None] * 8
+    mixed_batch = np.tile(["b1", "b2"], 200)  # both batches in every neighbourhood
+    split_batch = np.where(np.arange(400) % 2 == 0, "b1", "b2")
+    # the same cells with the batches moved apart
+    shifted = z + (split_batch == "b2")[:, None] * 30.0
+    assert ilisi(z, mixed_batch) > 0.9
+    assert ilisi(shifted, split_batch) < 0.05
+    assert batch_asw(z, mixed_batch, labels) > 0.9
+    assert batch_asw(shifted, split_batch, labels) < batch_asw(z, mixed_batch, labels)
+    with pytest.raises(ValueError, match="missing"):
+        ilisi(z, np.where(np.arange(400) == 0, None, mixed_batch))
+    with pytest.raises(ValueError, match="2 distinct"):
+        ilisi(z, np.repeat("b1", 400))
+
+
 def test_integration_scores_real_paired_and_unpaired(_pbmc_mosaic):
     rna = _pbmc_mosaic["rna"].copy()
     sc.pp.normalize_total(rna, target_sum=1e4)

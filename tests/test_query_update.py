@@ -270,7 +270,7 @@ def test_sccross_query_update_fits_the_new_batch_decoders(simulated):
     SCCROSS.setup_mudata(ref, batch_key="batch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # no MNN prior on these gene names
-        reference = SCCROSS(ref, n_components=20)
+        reference = SCCROSS(ref, n_components=20, center_batches=False)
     reference.train(max_epochs=3, pretrain_epochs=3, enable_progress_bar=False)
     before = {k: v.clone() for k, v in reference.module.state_dict().items()}
     z_query = reference.get_latent_representation(query, modality="rna")
@@ -297,3 +297,21 @@ def test_sccross_query_update_fits_the_new_batch_decoders(simulated):
     new = model.get_normalized_expression(modality="rna", transform_batch="batch2")
     old = model.get_normalized_expression(modality="rna", transform_batch="batch0")
     assert not np.allclose(new, old)
+
+    # with batch centring (the default) the encoders read the batch: an unseen batch
+    # needs the update, which keeps the reference's centres and adds the query batch's
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        centred = SCCROSS(ref, n_components=20)
+    centred.train(max_epochs=2, pretrain_epochs=2, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="load_query_data"):
+        centred.get_latent_representation(query, modality="rna")
+    updated = SCCROSS.load_query_data(query, centred)
+    for m in ("rna", "atac"):
+        centres = updated.batch_centers_[m]
+        assert centres.shape[0] == 3
+        np.testing.assert_array_equal(centres[:2], centred.batch_centers_[m])
+        rows = np.flatnonzero(updated._registered_mask(m))
+        inputs = updated._reduce(updated._registered(m)[rows], m)
+        np.testing.assert_allclose(centres[2], inputs.mean(axis=0), rtol=1e-4, atol=1e-5)
+    assert np.isfinite(updated.get_latent_representation(modality="rna")).all()

@@ -4,7 +4,8 @@ Cross-modal alignment of paired cells (:func:`foscttm`, :func:`matching_score`,
 :func:`recall_at_k`), label transfer across modalities
 (:func:`label_transfer_accuracy`), thin wrappers over scib-metrics
 (:func:`celltype_asw`, :func:`modality_mixing_asw`, :func:`graph_connectivity`,
-:func:`nmi_ari`), the standard table row :func:`integration_scores`, and the
+:func:`nmi_ari`; batch removal: :func:`ilisi`, :func:`batch_asw`), the standard table
+row :func:`integration_scores`, and the
 quality of cross-modal translation (:func:`translation_correlation`: per-feature and
 per-cell Pearson correlation of predicted with measured profiles; :func:`mean_profile`
 and :func:`knn_profiles` for the mean-profile and kNN baselines; :func:`log_normalize`).
@@ -21,8 +22,10 @@ from ._cross_modal import (
 )
 from ._scib import (
     SCORE_KEYS,
+    batch_asw,
     celltype_asw,
     graph_connectivity,
+    ilisi,
     integration_scores,
     modality_mixing_asw,
     nmi_ari,
@@ -38,10 +41,12 @@ from ._translation import (
 __all__ = [
     "SCORE_KEYS",
     "TranslationCorrelation",
+    "batch_asw",
     "celltype_asw",
     "foscttm",
     "foscttm_per_cell",
     "graph_connectivity",
+    "ilisi",
     "integration_scores",
     "knn_profiles",
     "label_transfer_accuracy",

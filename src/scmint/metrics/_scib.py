@@ -169,6 +169,70 @@ def modality_mixing_asw(
     )
 
 
+def batch_asw(
+    z: Any, batch: Any, labels: Any | None = None, rescale: bool = True, chunk_size: int = 256
+) -> float:
+    """Batch mixing within cell types (scib's batch ASW, :func:`scib_metrics.silhouette_batch`).
+
+    :func:`modality_mixing_asw` with batches in place of modalities: 1 means the
+    batches are fully mixed within each cell type, 0 that they are separated.
+
+    Parameters
+    ----------
+    z
+        Embedding, cells x dimensions.
+    batch
+        Batch of each row.
+    labels
+        Cell-type label of each row; ``None`` treats all cells as one type.
+    rescale, chunk_size
+        As in :func:`modality_mixing_asw`.
+
+    Returns
+    -------
+    float
+        In [0, 1], higher is better; NaN (with a warning) when no cell type holds
+        cells of two batches.
+    """
+    return modality_mixing_asw(z, batch, labels=labels, rescale=rescale, chunk_size=chunk_size)
+
+
+def ilisi(z: Any, batch: Any, n_neighbors: int = 90, neighbors: Neighbors = "auto") -> float:
+    """Integration LISI of the batches, :func:`scib_metrics.ilisi_knn` (scaled to [0, 1]).
+
+    The inverse Simpson index of the batches among each cell's neighbours (perplexity
+    ``n_neighbors / 3``), its median over cells, scaled as scib does:
+    0 = every neighbourhood holds one batch, 1 = the batches are as mixed as their
+    sizes allow.
+
+    Parameters
+    ----------
+    z
+        Embedding, cells x dimensions.
+    batch
+        Batch of each row (two or more batches; missing values are not allowed).
+    n_neighbors
+        Neighbours per cell, self included (90, scib's default).
+    neighbors
+        Search method, see :func:`graph_connectivity`.
+
+    Returns
+    -------
+    float
+        In [0, 1], higher is better.
+    """
+    import scib_metrics
+
+    z = _check_embedding(z, "z")
+    batches, missing = _label_array(batch, z.shape[0], "batch")
+    if missing.any():
+        raise ValueError(f"batch has {int(missing.sum())} missing values; give every cell one.")
+    codes, _ = pd.factorize(batches)
+    _need_two(codes, "batches")
+    nn = _neighbors(z, min(n_neighbors, z.shape[0]), neighbors)
+    return float(scib_metrics.ilisi_knn(nn, codes, scale=True))
+
+
 def graph_connectivity(
     z: Any, labels: Any, n_neighbors: int = 15, neighbors: Neighbors = "auto"
 ) -> float:

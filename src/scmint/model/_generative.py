@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import sparse
+from scvi import REGISTRY_KEYS
 
 from scmint.nn._likelihoods import COUNT_LIKELIHOODS
 
@@ -117,8 +118,9 @@ class SimulationMixin:
         -------
         Paired MuData (every modality holds every simulated cell, same ``obs_names``):
         counts (sparse) for count decoders, decoded values otherwise; with
-        ``obs[obs_key] = value``, the codes in ``obsm`` (the model's latent key) and the
-        settings in ``uns["<model>_simulation"]``.
+        ``obs[obs_key] = value`` (and, for decoders with batches, the decoders' batch
+        in the registered batch column), the codes in ``obsm`` (the model's latent key)
+        and the settings in ``uns["<model>_simulation"]``.
         """
         options = self._options(
             "simulate", sample=sample, library=library, batch=batch, scale=scale
@@ -159,6 +161,12 @@ class SimulationMixin:
 
         names = pd.Index([f"sim{i:05d}" for i in range(n_cells)])
         obs_sim = pd.DataFrame({obs_key: pd.Categorical([value] * n_cells)}, index=names)
+        batch_names = self._batch_names()
+        if "batch" in self._translation_options and len(batch_names) > 1:
+            # the decoders' batch, so that the cells can be embedded again in that batch
+            registry = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+            name = batch_names[self._batch_code(options.get("batch"))]
+            obs_sim[registry.original_key] = pd.Categorical([name] * n_cells)
         cells = Cells(obs=obs_sim, matrices={}, has={})  # generated: nothing measured
         adatas = {}
         for m in mods:

@@ -193,6 +193,9 @@ class QueryUpdateMixin:
 
     _per_cell_attributes: tuple[str, ...] = ()
     """Fitted attributes with a row per reference cell, which a query model does not take."""
+    _query_attributes: tuple[str, ...] = ()
+    """Fitted attributes a query model computes at construction (from the reference's,
+    read through :func:`reference_attributes`), which the reference's do not overwrite."""
 
     @classmethod
     @quiet_libraries()
@@ -294,9 +297,12 @@ class QueryUpdateMixin:
             )
             for name in cls._per_cell_attributes:  # fitted over the reference's cells
                 attr_dict.pop(name, None)
-            token = _REFERENCE_ATTRIBUTES.set(attr_dict)
+            token = _REFERENCE_ATTRIBUTES.set(dict(attr_dict))
+            # the reference's attributes are set on the model after its construction,
+            # except those the query model computes itself from them
+            restored = {k: v for k, v in attr_dict.items() if k not in cls._query_attributes}
             try:
-                model = _initialize_model(cls, query, registry, attr_dict, None)
+                model = _initialize_model(cls, query, registry, restored, None)
             finally:
                 _REFERENCE_ATTRIBUTES.reset(token)
         if labels is not None:

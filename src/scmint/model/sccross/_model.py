@@ -126,14 +126,23 @@ class SCCROSS(
     Translation (:meth:`translate`) returns the target decoder's mean, on the count scale
     for count likelihoods: ``translation_space = "counts"``.
 
-    **New batches.** The batch enters only the decoders: the encoders embed query cells of
-    any batch directly (:meth:`get_latent_representation`), and the embedding does not
-    depend on the batch. :meth:`load_query_data` (scArches, as for CLUE) adds the new
+    **Batches.** With ``batch_key``, the decoders have per-batch parameters (as
+    published) and, with ``center_batches=True`` (default), each batch's mean is taken
+    from the reduced encoder inputs of each modality (the PCA / LSI tables, before the
+    kNN smoothing, which then also links cells across batches): a batch's shift of the
+    expression of every gene, which the per-batch decoders model, no longer reaches the
+    encoders, nor the MNN prior (computed on batch-centred genes). On the simulator with
+    a strong batch effect this mixes the batches (see
+    BENCHMARKS.md, batch removal); it assumes batches of similar cell-type composition
+    (as ComBat without covariates). Query cells then need their batch in ``obs``.
+
+    **New batches.** :meth:`load_query_data` (scArches, as for CLUE) adds the new
     batches' decoder parameters (per-batch scale, bias and dispersion, started at the
     reference batches' mean) and trains only those on the query cells, which go through
-    the reference's PCA / LSI; the MNN prior, fitted over the reference cells, is not
-    used there. Then ``translate(..., batch=...)`` and
-    ``get_normalized_expression(transform_batch=...)`` decode in a new batch.
+    the reference's PCA / LSI, centred on their own batch's mean; the MNN prior, fitted
+    over the reference cells, is not used there. Then ``translate(..., batch=...)`` and
+    ``get_normalized_expression(transform_batch=...)`` decode in a new batch. With
+    ``center_batches=False`` the encoders embed query cells of any batch directly.
 
     Parameters
     ----------
@@ -223,6 +232,9 @@ class SCCROSS(
         do (1.0 is a good start). Needs ``labels_key`` in :meth:`setup_mudata`.
     modality_weights
         ``{modality: w_k}`` weights of the per-modality terms (default 1).
+    center_batches
+        Take each batch's mean from the reduced encoder inputs (default ``True``; acts
+        only with two or more registered batches), see **Batches**.
 
     Examples
     --------
@@ -237,6 +249,7 @@ class SCCROSS(
 
     _module_cls = SCCROSSModule
     _per_cell_attributes = ("prior_", "prior_info_")
+    _query_attributes = ("batch_centers_",)  # the reference's plus the new batches' own
     _training_plan_cls = GeneratorDiscriminatorPlan
     _data_splitter_cls = RegisteredDataSplitter
     _train_runner_cls = QuietTrainRunner
@@ -274,6 +287,7 @@ class SCCROSS(
         pairing_weight: float = 1.0,
         classifier_weight: float = 0.0,
         modality_weights: Mapping[str, float] | None = None,
+        center_batches: bool = True,
     ) -> None:
         super().__init__(mdata)
         mods = self.modalities
@@ -311,12 +325,15 @@ class SCCROSS(
                 "cells_per_metacell": cells_per_metacell,
             }
             self.prior_, self.prior_info_ = self._compute_prior(
-                gene_matrices, gene_annotation, protein_genes, prior_kwargs
+                gene_matrices, gene_annotation, protein_genes, prior_kwargs, center_batches
             )
+            self.batch_centers_ = self._fit_batch_centers() if center_batches else None
         else:  # the query cells go through the reference's transforms; the prior is its own
             self.transforms_ = reference["transforms_"]
             self.gene_set_transforms_ = reference["gene_set_transforms_"]
             self.prior_, self.prior_info_ = None, {"query_update": "no prior for query cells"}
+            centers = reference.get("batch_centers_")
+            self.batch_centers_ = None if centers is None else self._fit_batch_centers(centers)
         self.library_mean_ = self._library_means()
         classes, class_of_code = self._label_classes()
         self.classes_ = np.asarray(classes, dtype=object)
@@ -457,6 +474,7 @@ class SCCROSS(
         gene_annotation: pd.DataFrame | str | Path | None,
         protein_genes: ProteinTable | None,
         kwargs: dict,
+        center_batches: bool = False,
     ) -> tuple[dict[str, np.ndarray] | None, dict]:
         mods = self.modalities
         given = dict(gene_matrices or {})
@@ -467,8 +485,12 @@ class SCCROSS(
         usable = self._prior_modalities(matrices, explicit=bool(given))
         if usable is None:
             return None, {}
+        batches = None
+        if center_batches and self.summary_stats.n_batch > 1:
+            codes = self._cell_batch_codes(self.adata.obs)
+            batches = {m: codes[self._registered_mask(m)] for m in usable}
         with keep_torch_threads():
-            prior, info = mnn_prior({m: matrices[m] for m in usable}, **kwargs)
+            prior, info = mnn_prior({m: matrices[m] for m in usable}, batches=batches, **kwargs)
         out = {}
         for m in mods:
             table = np.zeros((self.adata.n_obs, kwargs["n_comps"]), dtype=np.float32)
@@ -634,23 +656,66 @@ class SCCROSS(
         with keep_torch_threads():
             return smoothing_operator(rep, n_neighbors=k, percentile=None)
 
-    def _reduce(self, x, modality: str) -> np.ndarray:
-        """The stored training transforms of ``modality`` applied to rows ``x``."""
+    def _reduce(self, x, modality: str, batch: np.ndarray | None = None) -> np.ndarray:
+        """The stored training transforms of ``modality`` applied to rows ``x``.
+
+        With the rows' batch codes ``batch`` and fitted batch centres, each row's batch
+        mean is taken off (see **Batches** in the class docstring).
+        """
         with keep_torch_threads():
             rep = self.transforms_[modality].transform(x)
             scores = self.gene_set_transforms_.get(modality)
             if scores is not None:
                 rep = np.hstack([rep, scores.transform(x)])
+        if batch is not None and getattr(self, "batch_centers_", None) is not None:
+            rep = rep - self.batch_centers_[modality][batch]
         return rep.astype(np.float32)
+
+    def _fit_batch_centers(
+        self, reference: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray] | None:
+        """Mean reduced encoder input of each batch in each modality (``None``: one batch).
+
+        A batch without cells in a modality gets that modality's mean over all its cells.
+        With ``reference`` (a query update), the reference's batches keep its centres and
+        the new batches get their own cells' means.
+        """
+        n_batch = self.summary_stats.n_batch
+        if n_batch < 2:
+            return None
+        all_codes = self._cell_batch_codes(self.adata.obs)
+        centers = {}
+        for m in self.modalities:
+            rows = np.flatnonzero(self._registered_mask(m))
+            rep = self._reduce(self._registered(m)[rows], m).astype(np.float64)
+            codes = all_codes[rows]
+            table = np.tile(rep.mean(axis=0), (n_batch, 1))
+            sums = np.zeros_like(table)
+            np.add.at(sums, codes, rep)
+            counts = np.bincount(codes, minlength=n_batch)
+            seen = counts > 0
+            table[seen] = sums[seen] / counts[seen, None]
+            if reference is not None:
+                n_ref = reference[m].shape[0]
+                table[:n_ref] = reference[m]
+            centers[m] = table.astype(np.float32)
+        return centers
+
+    @property
+    def _encodes_batch(self) -> bool:
+        """The encoders read each cell's batch when its mean is taken off their input."""
+        return getattr(self, "batch_centers_", None) is not None
 
     def _input_width(self, modality: str) -> int:
         """Width of the encoder input of ``modality`` (reduction plus gene-set PCs)."""
         scores = self.gene_set_transforms_.get(modality)
         return self.transforms_[modality].n_output_ + (0 if scores is None else scores.n_output_)
 
-    def _encoder_inputs(self, x, modality: str, graph=None) -> np.ndarray:
-        """Reduced (and smoothed) encoder inputs of the rows of ``x`` (registered values)."""
-        rep = self._reduce(x, modality)
+    def _encoder_inputs(
+        self, x, modality: str, graph=None, batch: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Reduced (batch-centred, smoothed) encoder inputs of the rows of ``x``."""
+        rep = self._reduce(x, modality, batch)
         if self.smoothing_neighbors > 0:
             graph = self._smoothing_graph(rep) if graph is None else graph
             if graph is not None:
@@ -660,10 +725,12 @@ class SCCROSS(
     def _install_tables(self) -> None:
         """Put the encoder inputs (and prior) of every registered cell on the module."""
         inputs = {}
+        codes = self._cell_batch_codes(self.adata.obs) if self._encodes_batch else None
         for m in self.modalities:
             rows = np.flatnonzero(self._registered_mask(m))
+            batch = None if codes is None else codes[rows]
             table = np.zeros((self.adata.n_obs, self._input_width(m)), dtype=np.float32)
-            table[rows] = self._encoder_inputs(self._registered(m)[rows], m)
+            table[rows] = self._encoder_inputs(self._registered(m)[rows], m, batch=batch)
             inputs[m] = table
         self.module.set_tables(inputs, self.prior_)
 
@@ -841,13 +908,14 @@ class SCCROSS(
     def _embed_matrix(
         self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
     ) -> np.ndarray:
-        return self._encode_inputs(self._encoder_inputs(x, modality), modality, batch_size)[0]
+        h = self._encoder_inputs(x, modality, batch=batch)
+        return self._encode_inputs(h, modality, batch_size)[0]
 
     @torch.inference_mode()
     def _logits_matrix(
         self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
     ) -> np.ndarray:
-        z = self._embed_matrix(x, modality, batch_size)
+        z = self._embed_matrix(x, modality, batch_size, batch)
         logits = self.module.classifier(torch.as_tensor(z, device=self.device))
         return logits.float().cpu().numpy()
 
@@ -888,11 +956,11 @@ class SCCROSS(
         batch_size: int | None = None,
         batch: np.ndarray | None = None,
     ):
-        rep = self._reduce(x, modality)
+        rep = self._reduce(x, modality, batch)
         graph = self._smoothing_graph(rep) if self.smoothing_neighbors > 0 else None
         z0 = self._embed_matrix_with(rep, modality, graph, batch_size)
         z1 = self._embed_matrix_with(
-            self._reduce(x_perturbed, modality), modality, graph, batch_size
+            self._reduce(x_perturbed, modality, batch), modality, graph, batch_size
         )
         return z0, z1
 
@@ -936,7 +1004,8 @@ class SCCROSS(
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-cell NLL of ``x`` (posterior mean of ``u_k``) and KL of ``q(u_k | h_k)``."""
         self.module.eval()
-        h = self._encoder_inputs(x, modality)
+        codes = batch_codes if self._encodes_batch else None
+        h = self._encoder_inputs(x, modality, batch=codes)
         nll = np.empty(x.shape[0])
         kl = np.empty(x.shape[0])
         for rows, block in row_batches(x, batch_size or INFERENCE_BATCH, self.device):
@@ -958,7 +1027,11 @@ class SCCROSS(
         graph spans them), of which the state's rows are encoded.
         """
         all_rows = np.flatnonzero(self._registered_mask(modality))
-        h = self._encoder_inputs(x[all_rows], modality)[np.searchsorted(all_rows, rows)]
+        codes = None
+        if self._encodes_batch:
+            codes = self._cell_batch_codes(self.adata.obs)[all_rows]
+        h = self._encoder_inputs(x[all_rows], modality, batch=codes)
+        h = h[np.searchsorted(all_rows, rows)]
         loc, scale = self._encode_inputs(h, modality, batch_size)
         return loc.mean(axis=0), scale.mean(axis=0)
 
