@@ -34,6 +34,7 @@ from pathlib import Path
 import mudata as md
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
 HERE = Path(__file__).resolve().parent
@@ -115,6 +116,8 @@ def peer_embeddings(method: str, mdata: md.MuData, epochs: int) -> dict[str, tup
         return {m: (model.get_latent_representation(modality=keys[m]), obs) for m in keys}
     common = mdata[rna].obs_names.intersection(mdata[other].obs_names)
     data = md.MuData({rna: mdata[rna][common].copy(), other: mdata[other][common].copy()})
+    proteins = data[other].X  # TOTALVI reads dense protein counts
+    data[other].X = proteins.toarray() if sparse.issparse(proteins) else proteins
     data.obs["batch"] = pd.Categorical(data[rna].obs["batch"].astype(str))
     scvi.model.TOTALVI.setup_mudata(
         data, batch_key="batch", modalities={"rna_layer": rna, "protein_layer": other}

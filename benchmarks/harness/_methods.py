@@ -744,13 +744,16 @@ term is on (its default, `pairing_weight=1`, chosen by the ablation: it acts in 
 paired reference cells; in P2 there are none, so the model trains as published). MNN prior:
 RNA + ATAC rows with a gene-peak links file (`snare_mouse_cortex`: `gene_peak_prior.npz`)
 give the prior an ATAC gene-activity matrix (`scmint.pp.gene_activity`: counts of the peaks
-linked to each RNA gene, training cells only; params `gene_prior`); elsewhere the prior
-needs 50 feature names shared by the modalities, which neither starter has
-(`bmmc_multiome_starter`: no links or gene coordinates; `bmmc_cite_starter`: 3 protein names
-among the genes), so there the modalities align through the adversaries only (the ablation
+linked to each RNA gene, training cells only; params `gene_prior`); CITE-seq panels enter
+the prior on the genes encoding their proteins (`scmint.pp.protein_gene_names`), which needs
+50 of them among the RNA features: `pbmc_mosaic_paired` has 66, `bmmc_cite_starter` 8 of
+its 134 among its 1,000 genes, and `bmmc_multiome_starter` has no links or gene
+coordinates, so on the two starters the modalities align through the adversaries only (the ablation
 table shows the scmint extension `classifier_weight=1.0`, a shared cell-type classifier on
 the joint space, which aligns them with the labels; off here, as published). Training time
-includes building the inputs and the prior. Query cells are encoded one modality at a time.
+includes building the inputs and the prior. With the dataset's batches (`batch_key`), each
+batch's mean is taken off the encoder inputs and the prior's genes (`center_batches=True`,
+the default since 2026-12-07). Query cells are encoded one modality at a time.
 Translation: `translate(query[source], source=, target=)`, the target decoder's
 negative-binomial mean at the mean training library size and the first batch's decoder (the
 published defaults), normalised and logged like the measured counts.
