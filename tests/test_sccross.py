@@ -583,6 +583,17 @@ def test_save_load_roundtrip(simulated, tmp_path):
     )
     assert loaded.prior_ is not None and loaded.is_trained_
     assert isinstance(loaded.transforms_["atac"], scmint.pp.TfidfLSI)
+    for m in ("rna", "atac"):  # the batch centres are the saved ones
+        np.testing.assert_array_equal(loaded.batch_centers_[m], model.batch_centers_[m])
+    # a model saved before batch centring existed loads without it
+    path = tmp_path / "sccross" / "model.pt"
+    saved = torch.load(path, weights_only=False)
+    del saved["attr_dict"]["batch_centers_"]
+    del saved["attr_dict"]["init_params_"]["non_kwargs"]["center_batches"]
+    torch.save(saved, path)
+    old = SCCROSS.load(tmp_path / "sccross", adata=padded)
+    assert old.batch_centers_ is None and not old._encodes_batch
+    assert np.isfinite(old.get_latent_representation(rna, modality="rna")).all()
 
 
 def test_query_forms(simulated):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from math import ceil
 from pathlib import Path
 from typing import Any, Literal
@@ -62,6 +63,8 @@ PEAK_NAMES = ("atac", "peaks", "peak", "chromatin", "accessibility")
 PROTEIN_NAMES = ("adt", "protein", "proteins", "prot", "cite", "antibody", "antibodies")
 MIN_SHARED_GENES = 50
 """Shared genes needed for the automatic MNN prior."""
+_LOADING: ContextVar[bool] = ContextVar("sccross_loading", default=False)
+"""Set while :meth:`SCCROSS.load` builds the model: fitted attributes come from the file."""
 
 
 def _merge_histories(first: dict | None, second: dict | None) -> dict:
@@ -327,7 +330,9 @@ class SCCROSS(
             self.prior_, self.prior_info_ = self._compute_prior(
                 gene_matrices, gene_annotation, protein_genes, prior_kwargs, center_batches
             )
-            self.batch_centers_ = self._fit_batch_centers() if center_batches else None
+            # on load the centres come from the file; one saved before they existed has none
+            fit_centers = center_batches and not _LOADING.get()
+            self.batch_centers_ = self._fit_batch_centers() if fit_centers else None
         else:  # the query cells go through the reference's transforms; the prior is its own
             self.transforms_ = reference["transforms_"]
             self.gene_set_transforms_ = reference["gene_set_transforms_"]
@@ -1037,7 +1042,14 @@ class SCCROSS(
 
     @classmethod
     def load(cls, dir_path: str, adata: md.MuData | None = None, **kwargs: Any) -> SCCROSS:
-        """Load a saved model (see :meth:`scvi.model.base.BaseModelClass.load`)."""
-        model = super().load(dir_path, adata=adata, **kwargs)
+        """Load a saved model (see :meth:`scvi.model.base.BaseModelClass.load`).
+
+        A model saved before batch centring existed loads without it, as it was trained.
+        """
+        token = _LOADING.set(True)
+        try:
+            model = super().load(dir_path, adata=adata, **kwargs)
+        finally:
+            _LOADING.reset(token)
         model.module.stage = FINETUNE
         return model
