@@ -239,12 +239,18 @@ def _lognorm_scaled(
     return out
 
 
+def group_means(x: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean row of each group ``0 .. n_groups - 1`` of ``x`` (0 for an empty group), and sizes."""
+    sums = np.zeros((n_groups, x.shape[1]))
+    np.add.at(sums, codes, x)
+    counts = np.bincount(codes, minlength=n_groups)
+    return sums / np.maximum(counts, 1)[:, None], counts
+
+
 def _center_by_group(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """``x`` with each group's row mean taken off its rows (in place)."""
-    codes, _ = pd.factorize(groups)
-    sums = np.zeros((codes.max() + 1, x.shape[1]))
-    np.add.at(sums, codes, x)
-    x -= (sums / np.bincount(codes)[:, None])[codes]
+    codes, names = pd.factorize(groups)
+    x -= group_means(x, codes, len(names))[0][codes]
     return x
 
 

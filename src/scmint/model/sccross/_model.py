@@ -52,7 +52,7 @@ from scmint.tl import smoothing_operator
 from scmint.train import GeneratorDiscriminatorPlan, QuietTrainRunner, progress_epochs
 
 from ._gene_sets import GeneSetScorePCA
-from ._mnn import common_gene_names, mnn_prior
+from ._mnn import common_gene_names, group_means, mnn_prior
 from ._module import FINETUNE, PRETRAIN, SCCROSSModule
 
 Representation = Literal["pca", "lsi", "scaled"]
@@ -514,6 +514,14 @@ class SCCROSS(
             return "proteins"
         return "genes"
 
+    def _gene_feature_names(self) -> pd.Index:
+        """Feature names of the gene modalities (not peaks, not proteins), united."""
+        genes = pd.Index([])
+        for m in self.modalities:
+            if self._feature_kind(m) == "genes":
+                genes = genes.append(self.adata.mod[m].var_names).unique()
+        return genes
+
     def _gene_centric_matrices(
         self,
         given: Mapping[str, ad.AnnData],
@@ -527,10 +535,7 @@ class SCCROSS(
         proteins (:func:`scmint.pp.protein_gene_names`); a gene modality's own counts.
         Returns the matrices and, per modality, which of these was used.
         """
-        genes = pd.Index([])
-        for m in self.modalities:
-            if self._feature_kind(m) == "genes":
-                genes = genes.append(self.adata.mod[m].var_names).unique()
+        genes = self._gene_feature_names()
         coordinates, coordinates_from = gene_annotation, "gene_annotation"
         if coordinates is None:
             coordinates, coordinates_from = self._gene_coordinates()
@@ -613,10 +618,7 @@ class SCCROSS(
 
     def _no_prior_message(self, names: list[str], n_shared: int) -> str:
         """Why there is no MNN prior, and what to pass for one."""
-        genes = pd.Index([])
-        for m in self.modalities:
-            if self._feature_kind(m) == "genes":
-                genes = genes.append(self.adata.mod[m].var_names).unique()
+        genes = self._gene_feature_names()
         found = (
             f"the gene-centric forms of {names} share {n_shared} genes (< {MIN_SHARED_GENES})"
             if len(names) >= 2
@@ -693,13 +695,8 @@ class SCCROSS(
         for m in self.modalities:
             rows = np.flatnonzero(self._registered_mask(m))
             rep = self._reduce(self._registered(m)[rows], m).astype(np.float64)
-            codes = all_codes[rows]
-            table = np.tile(rep.mean(axis=0), (n_batch, 1))
-            sums = np.zeros_like(table)
-            np.add.at(sums, codes, rep)
-            counts = np.bincount(codes, minlength=n_batch)
-            seen = counts > 0
-            table[seen] = sums[seen] / counts[seen, None]
+            means, counts = group_means(rep, all_codes[rows], n_batch)
+            table = np.where(counts[:, None] > 0, means, rep.mean(axis=0))
             if reference is not None:
                 n_ref = reference[m].shape[0]
                 table[:n_ref] = reference[m]
