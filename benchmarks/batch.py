@@ -10,7 +10,8 @@ and TOTALVI (RNA + protein, cells with RNA) run beside them.
 
 Datasets: the simulator with a strong batch effect (``sim_batch1``: 1,200 paired cells,
 two batches, ``batch_effect=1.0``) and the same cells without one (``sim_batch0``, the
-cell-type ASW the targets compare with); ``pbmc_mosaic_paired`` (two donors, paired
+cell-type ASW the targets compare with), both also at 600 cells (``sim600_*``, the
+issue's own check); ``pbmc_mosaic_paired`` (two donors, paired
 CITE-seq) and ``pbmc_mosaic`` (four donors, a mosaic).
 
 Usage::
@@ -48,16 +49,22 @@ OUT = HERE / "batch.csv"
 SCMINT_METHODS = ("clue", "conaae", "minnet", "sccross")
 LABELLED = ("conaae", "minnet")
 PEERS = {"multivi": ("rna", "atac"), "totalvi": ("rna", "adt")}
-DATA = ("sim_batch1", "sim_batch0", "pbmc_mosaic_paired", "pbmc_mosaic")
+SIMULATED = {  # name: (cells, batch_effect)
+    "sim_batch1": (1200, 1.0),
+    "sim_batch0": (1200, 0.0),
+    "sim600_batch1": (600, 1.0),  # the issue's own check (600 paired cells, 30 epochs)
+    "sim600_batch0": (600, 0.0),
+}
+DATA = (*SIMULATED, "pbmc_mosaic_paired", "pbmc_mosaic")
 SCORES = ("mixing_15nn", "ilisi", "batch_asw", "celltype_asw", "graph_connectivity")
 
 
 def load(name: str) -> md.MuData:
     """A dataset as modalities with ``obs['batch']`` and ``obs['cell_type']``."""
-    if name.startswith("sim_batch"):
-        effect = float(name.removeprefix("sim_batch"))
+    if name in SIMULATED:
+        n_cells, effect = SIMULATED[name]
         return scmint.data.simulate_multiome(
-            n_cells=1200, paired_fraction=1.0, batch_effect=effect, seed=0
+            n_cells=n_cells, paired_fraction=1.0, batch_effect=effect, seed=0
         )
     return load_dataset(name)
 

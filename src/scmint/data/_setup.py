@@ -355,7 +355,7 @@ class MuDataSetupMixin:
             batch_key=batch_key,
             labels_key=labels_key,
             count_modalities=count_modalities,
-            labels_required=cls._labels_required,
+            labels_required=cls._labels_required and not query,
             unlabeled_category=unlabeled_category,
             on_disk=cls._reads_from_disk,
             every_modality=not query,

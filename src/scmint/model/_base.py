@@ -30,7 +30,7 @@ from scmint.data import data_key, indicator_key, mask_key, prepare_query_mudata,
 from scmint.data._backed import OnDiskRows, in_memory, is_on_disk
 from scmint.data._padding import INDICATOR_PREFIX, PADDING_UNS_KEY
 from scmint.data._validation import ValueKind, check_values, resolve_layers, value_kind
-from scmint.nn._blocks import INPUT_NORMALIZATIONS, InputNormalization
+from scmint.nn._blocks import INPUT_NORMALIZATIONS, FeatureScalerLayer, InputNormalization
 from scmint.pp import FeatureScaler
 
 Normalization = InputNormalization
@@ -399,8 +399,59 @@ class MultiModalMixin:
 
     @property
     def _encodes_batch(self) -> bool:
-        """Whether the encoders read each cell's batch (CLUE with ``encode_batch=True``)."""
-        return bool(getattr(self.module, "encode_batch", False))
+        """Whether the encoders read each cell's batch.
+
+        They do when their input layers take each batch's centre off
+        (:meth:`_centered_input_layers`) and, in CLUE, with ``encode_batch=True``.
+        """
+        return bool(getattr(self.module, "encode_batch", False)) or bool(
+            self._centered_input_layers()
+        )
+
+    def _centered_input_layers(self) -> dict[str, FeatureScalerLayer]:
+        """The module's input layers that centre batches, per modality.
+
+        Modules whose inputs go through :class:`~scmint.nn.FeatureScalerLayer` name them
+        in ``input_layers()``; others have none.
+        """
+        layers = getattr(self.module, "input_layers", None)
+        if layers is None:
+            return {}
+        return {m: layer for m, layer in layers().items() if layer.centers_batches}
+
+    @torch.no_grad()
+    def _fit_input_centers(
+        self, rows: Mapping[str, np.ndarray] | None = None, first_batch: int = 0
+    ) -> None:
+        """Set each batch's centre in the input layers that centre batches.
+
+        A batch's centre is the mean scaled input (:meth:`FeatureScalerLayer.scale`) of
+        its cells among ``rows[m]`` of the registered data (default: every cell measured
+        in ``m``); read in blocks, so memory stays linear in the cells. A batch without
+        cells in a modality gets the mean over all of them. Only batches from
+        ``first_batch`` on are set (a query update keeps the reference's centres).
+        """
+        layers = self._centered_input_layers()
+        if not layers:
+            return
+        codes = self._cell_batch_codes(self.adata.obs)
+        n_batch = self.summary_stats.n_batch
+        for m, layer in layers.items():
+            r = np.flatnonzero(self._registered_mask(m)) if rows is None else np.asarray(rows[m])
+            if len(r) == 0:
+                continue
+            device = layer.batch_center.device
+            total = torch.zeros(n_batch, layer.batch_center.shape[1], dtype=torch.float64)
+            total = total.to(device)
+            cell_codes = torch.as_tensor(codes[r], device=device)
+            for block_rows, block in row_batches(self._registered(m)[r], INFERENCE_BATCH, device):
+                total.index_add_(0, cell_codes[block_rows], layer.scale(block).double())
+            counts = torch.bincount(cell_codes, minlength=n_batch).to(total.dtype)
+            overall = total.sum(0) / counts.sum()
+            means = torch.where(
+                counts[:, None] > 0, total / counts.clamp(min=1.0)[:, None], overall
+            )
+            layer.batch_center[first_batch:] = means[first_batch:].to(layer.batch_center.dtype)
 
     def _encoder_batches(self, cells: Cells) -> np.ndarray | None:
         """Batch codes of ``cells`` for encoders that read the batch, else None."""

@@ -36,6 +36,7 @@ from scvi.model.base._save_load import _initialize_model
 from torch import nn
 
 from scmint._quiet import quiet_libraries
+from scmint._threads import keep_torch_threads
 from scmint.data import prepare_query_mudata
 
 _REFERENCE_ATTRIBUTES: ContextVar[dict | None] = ContextVar("reference_attributes", default=None)
@@ -212,7 +213,8 @@ class QueryUpdateMixin:
         the query's batches are added to the reference's batch categories; every
         parameter with a slice per batch (decoder batch parameters; with
         ``encode_batch=True`` the encoders' batch biases) grows by the new batches'
-        slices, which start as the mean of the reference batches'; everything else is
+        slices, which start as the mean of the reference batches' (input centres that
+        a model takes off each batch are the new batches' own means); everything else is
         frozen, batch norm keeps the reference's statistics, and the reference batches'
         slices get no gradient. Train the returned model on the query cells
         (``model.train(max_epochs=...)``): only the new batches' parameters change, so
@@ -239,7 +241,10 @@ class QueryUpdateMixin:
         -------
         The query model, untrained (``is_trained_`` False); its batches are the
         reference's followed by the new ones. Its freezing holds for the training that
-        follows; a query model saved and loaded again trains every parameter.
+        follows; a query model saved and loaded again trains every parameter. A model
+        whose only batch-dependent part is its input centring (no
+        ``batch_parameters``) is ready at once: the new batches' centres are their
+        cells' means and nothing is trained.
         """
         if isinstance(reference_model, os.PathLike):
             reference_model = os.fspath(reference_model)
@@ -320,7 +325,11 @@ class QueryUpdateMixin:
         )
         module.load_state_dict(state)
         module.eval()
-        if not unfrozen:
+        # inputs centred per batch: the new batches' centres are their own cells' means
+        with keep_torch_threads():
+            model._fit_input_centers(first_batch=n_reference)
+        trainable = bool(module.batch_parameters())
+        if not unfrozen and trainable:
             model._reference_slices = freeze_reference(module, n_reference, n_batches)
         # cells per batch and modality: the reference's (its saved attribute, restored on
         # the model; 1 each when the reference did not save it) plus the query's own
@@ -343,17 +352,17 @@ class QueryUpdateMixin:
                 UserWarning,
                 stacklevel=2,
             )
-        if getattr(module, "encode_batch", None) is False:
+        if not model._encodes_batch:
             warnings.warn(
                 f"This {cls.__name__}'s encoders do not read the batch, so the update fits "
                 "the new batches' decoder parameters only and the query cells' embedding "
-                "does not change. Train the reference with encode_batch=True to map new "
-                "batches onto it.",
+                "does not change. Train the reference with center_batches=True or "
+                "encode_batch=True to map new batches onto it.",
                 UserWarning,
                 stacklevel=2,
             )
         model.reference_batches_ = reference_batches
-        model.is_trained_ = False
+        model.is_trained_ = not trainable  # nothing to train without batch parameters
         return model
 
 

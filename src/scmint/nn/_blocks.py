@@ -196,7 +196,10 @@ class FeatureScalerLayer(nn.Module):
       training cells (CLR across cells, muon's ``clr(axis=0)``);
     - ``"none"``: values used as they are;
 
-    then ``(x - mean) / std`` clipped to ``[-max_value, max_value]``.
+    then ``(x - mean) / std`` clipped to ``[-max_value, max_value]``; with ``n_batch``,
+    finally minus the row's batch centre (``batch_center``, one row per batch: the mean
+    scaled input of the batch's training cells, set by the model), so that per-feature
+    batch shifts do not reach the encoder.
 
     Parameters
     ----------
@@ -208,6 +211,8 @@ class FeatureScalerLayer(nn.Module):
         Counts per cell after normalisation for ``"log"``.
     max_value
         Clip scaled values (``None``: no clipping).
+    n_batch
+        Batches with a centre (0: no batch centring).
     """
 
     def __init__(
@@ -216,6 +221,7 @@ class FeatureScalerLayer(nn.Module):
         normalization: InputNormalization = "log",
         target_sum: float = 1e4,
         max_value: float | None = 10.0,
+        n_batch: int = 0,
     ) -> None:
         super().__init__()
         if normalization not in INPUT_NORMALIZATIONS:
@@ -228,6 +234,13 @@ class FeatureScalerLayer(nn.Module):
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
         self.register_buffer("geometric_mean", torch.ones(n_features))
+        self.register_buffer("batch_center", torch.zeros(int(n_batch), n_features))
+        self._register_load_state_dict_pre_hook(_without_batch_center, with_module=True)
+
+    @property
+    def centers_batches(self) -> bool:
+        """Whether each row's batch centre is taken off (the layer then needs batch codes)."""
+        return self.batch_center.shape[0] > 0
 
     @classmethod
     def from_scaler(cls, scaler, normalization: InputNormalization) -> FeatureScalerLayer:
@@ -278,9 +291,40 @@ class FeatureScalerLayer(nn.Module):
             return torch.log1p(x / self.geometric_mean)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised, standardised and clipped ``x``."""
+    def forward(self, x: torch.Tensor, batch_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised, standardised, clipped and (with batch centres) batch-centred ``x``.
+
+        ``batch_index``: the rows' batch codes, required when :attr:`centers_batches`.
+        """
+        return self.center(self.scale(x), batch_index)
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised, standardised and clipped ``x`` (before batch centring)."""
         return self._standardize(self.normalize(x), self.mean, self.std)
+
+    def center(self, v: torch.Tensor, batch_index: torch.Tensor | None) -> torch.Tensor:
+        """Scaled rows ``v`` minus their batch centres (``v`` itself without centres)."""
+        if not self.centers_batches:
+            return v
+        return v - self.batch_center.index_select(0, self._codes(batch_index))
+
+    def centered_bias(
+        self, weight: torch.Tensor, batch_index: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """``-(batch centre) @ weight`` per row: the centring folded into a linear layer.
+
+        ``weight`` is ``(n_features, n_output)``; ``None`` without batch centres.
+        """
+        if not self.centers_batches:
+            return None
+        return -(self.batch_center @ weight).index_select(0, self._codes(batch_index))
+
+    def _codes(self, batch_index: torch.Tensor | None) -> torch.Tensor:
+        if batch_index is None:
+            raise ValueError(
+                "This input layer takes each batch's centre off its rows: pass batch_index."
+            )
+        return batch_index.long().view(-1).to(self.batch_center.device)
 
     def _standardize(self, v: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         out = (v - mean) / std
@@ -317,8 +361,23 @@ class FeatureScalerLayer(nn.Module):
         return self._standardize(v, self.mean[col], self.std[col])
 
     def inverse(self, x: torch.Tensor) -> torch.Tensor:
-        """Undo the standardisation: back to the normalised (e.g. log1p) scale."""
+        """Undo the standardisation: back to the normalised (e.g. log1p) scale.
+
+        Batch-centred values come back as the average training cell's batch would hold
+        them (the centres average to about 0 over the training cells).
+        """
         return x * self.std + self.mean
+
+
+def _without_batch_center(module: FeatureScalerLayer, state_dict, prefix, *args) -> None:
+    """A state dict saved before batch centring existed loads as "no centring".
+
+    Such a model was trained without centres, so its layer gets none (zero rows).
+    """
+    key = prefix + "batch_center"
+    if key not in state_dict:
+        module.batch_center = module.batch_center.new_zeros(0, module.mean.shape[0])
+        state_dict[key] = module.batch_center.clone()
 
 
 class OptionalHeadsMixin:

@@ -126,8 +126,17 @@ class SparseInputLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor, scaler: FeatureScalerLayer | None = None) -> torch.Tensor:
-        """``s(x) W + b`` (``s`` the scaler, or the identity), ``x`` dense or sparse CSR."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        scaler: FeatureScalerLayer | None = None,
+        batch_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``s(x) W + b`` (``s`` the scaler, or the identity), ``x`` dense or sparse CSR.
+
+        ``batch_index``: the rows' batch codes, for a scaler that centres batches (its
+        centres ``C`` enter as ``-C[batch] W``, so a sparse ``x`` stays sparse).
+        """
         if x.layout == torch.sparse_csr:
             crow = x.crow_indices()
             col = x.col_indices()
@@ -141,9 +150,11 @@ class SparseInputLinear(nn.Module):
             out = F.embedding_bag(
                 col, self.weight, crow[:-1], mode="sum", per_sample_weights=values
             )
-            return out + bias
+            out = out + bias
+            shift = None if scaler is None else scaler.centered_bias(self.weight, batch_index)
+            return out if shift is None else out + shift
         if scaler is not None:
-            x = scaler(x)
+            x = scaler(x, batch_index)
         return torch.addmm(self.bias, x, self.weight)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -99,14 +99,26 @@ class CLUE(
     chunk (a few passes over it); a CLR modality's geometric means are fitted on at most
     :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) of its cells, drawn at random.
 
+    **Batches.** With ``batch_key`` the decoders are batch-conditioned (as published)
+    and, with ``center_batches=True`` (default, our addition), each batch's mean
+    log-normalised profile is taken off the encoders' inputs in every modality, so the
+    per-feature shifts between batches that the decoders model never reach the
+    embedding: on the simulator with a strong batch effect (``batch_effect=1.0``) the
+    other-batch share of 15 nearest neighbours rises from 0.00 to about 0.4 at equal
+    cell-type separation (``benchmarks/batch.csv``). Centring also takes off the part of
+    a batch's mean that comes from its cell-type composition; with very different
+    compositions between batches, compare with ``center_batches=False``. Cells embedded
+    later (queries, perturbed or simulated cells) need their batch, one of the
+    registered batches.
+
     **New batches (scArches).** :meth:`load_query_data` maps the cells of new batches onto
     a trained reference as scvi-tools' ``ArchesMixin`` does: the new batches' decoder
     parameters (and, with ``encode_batch=True``, their encoder biases) are added, start
     as the mean of the reference batches' and are the only parameters trained on the
-    query; the reference's embedding of its own cells stays exactly as it was. Train the
-    reference with ``encode_batch=True`` so that the update moves the query cells'
-    embeddings; the query cells then mix with the reference about as well as the
-    reference's batches mix with each other (``tests/test_query_update.py``).
+    query; with batch centring the new batches' centres are their own cells' means. The
+    reference's embedding of its own cells stays exactly as it was; the query cells mix
+    with the reference about as well as the reference's batches mix with each other
+    (``tests/test_query_update.py``).
 
     Parameters
     ----------
@@ -153,6 +165,9 @@ class CLUE(
         :meth:`load_query_data`: only then does the query update move the query cells'
         embeddings (otherwise it fits the new batches' decoder parameters only). Query
         cells then need the registered batch column, with registered batches.
+    center_batches
+        Take each batch's mean off the encoders' inputs (see **Batches**; default True,
+        used when two or more batches are registered).
 
     Examples
     --------
@@ -196,6 +211,7 @@ class CLUE(
         classifier_weight: float = 0.02,
         modality_weights: Mapping[str, float] | None = None,
         encode_batch: bool = False,
+        center_batches: bool = True,
     ) -> None:
         super().__init__(mdata)
         mods = self.modalities
@@ -270,9 +286,12 @@ class CLUE(
             alignment=alignment,
             modality_weights=modality_weights,
             encode_batch=encode_batch,
+            center_batches=center_batches,
             **weights,
         )
         self._fit_clr(norms)
+        with keep_torch_threads():
+            self._fit_input_centers()
         inputs = ", ".join(
             f"{m} ({self.adata.mod[m].n_vars} features, {likelihoods[m]}, {norms[m]} input)"
             for m in mods
@@ -280,7 +299,8 @@ class CLUE(
         self._model_summary_string = (
             f"CLUE: {inputs}; embedding {len(mods)} x {n_latent}, joint={joint}, "
             f"alignment={alignment}, {self.summary_stats.n_batch} batches"
-            f"{' (encoded)' if encode_batch else ''}, "
+            f"{' (encoded)' if encode_batch else ''}"
+            f"{' (centred)' if self.module.center_batches else ''}, "
             f"{len(classes)} classes."
         )
         self.init_params_ = self._get_init_params(locals())
@@ -573,7 +593,7 @@ class CLUE(
         kl = np.empty(x.shape[0])
         for rows, block in row_batches(x, batch_size or INFERENCE_BATCH, self.device):
             b = torch.as_tensor(batch_codes[rows], device=self.device)
-            q = self.module.encode(block, modality, b if self.module.encode_batch else None)
+            q = self.module.encode(block, modality, b if self.module.reads_batch else None)
             lib = block.sum(1, keepdim=True).clamp(min=1.0) if count else None
             dist = self.module.decode(self.module._unit(q.loc), modality, b, lib)
             target = self.module._target(block, modality)

@@ -94,9 +94,10 @@ class CrossEncoder(nn.Module):
     ) -> Normal:
         """``q(u | x)`` for dense or sparse CSR ``x``, normalised by ``scaler`` first.
 
-        ``batch_index``: the rows' batch codes, required when the encoder reads the batch.
+        ``batch_index``: the rows' batch codes, required when the encoder reads the batch
+        or ``scaler`` centres batches.
         """
-        h = self.first(x, scaler)
+        h = self.first(x, scaler, batch_index)
         if self.batch_bias is not None:
             if batch_index is None:
                 raise ValueError("This encoder reads the batch: pass batch_index.")
@@ -274,6 +275,11 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         scvi-tools' ``encode_covariates``: needed for a query update of new batches
         (:meth:`CLUE.load_query_data <scmint.model.CLUE.load_query_data>`) to move the
         query cells' embeddings. Published CLUE: False.
+    center_batches
+        Take each batch's mean off the encoders' (log-normalised) inputs, per modality
+        (:class:`~scmint.nn.FeatureScalerLayer` with batch centres, set by the model):
+        per-feature batch shifts then never reach the encoders, and the batch-conditioned
+        decoders put them back. Needs ``n_batch >= 2``.
     """
 
     def __init__(
@@ -302,6 +308,7 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         modality_weights: Mapping[str, float] | None = None,
         burnin_epochs: int = 12,
         encode_batch: bool = False,
+        center_batches: bool = False,
     ) -> None:
         super().__init__()
         self.modalities = list(modalities)
@@ -333,10 +340,12 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         self.burnin_epochs = int(burnin_epochs)
         self.anneal = 0.0
         self.encode_batch = bool(encode_batch)
+        self.center_batches = bool(center_batches) and self.n_batch > 1
+        n_centers = self.n_batch if self.center_batches else 0
 
         self.inputs = nn.ModuleDict(
             {
-                m: FeatureScalerLayer(n, normalization[m], max_value=None)
+                m: FeatureScalerLayer(n, normalization[m], max_value=None, n_batch=n_centers)
                 for m, n in zip(self.modalities, self.n_input, strict=True)
             }
         )
@@ -392,6 +401,15 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         self.anneal = max(1.0 - epoch / burnin, 0.0) if burnin > 0 else 0.0
 
     # ------------------------------------------------------------------ networks
+    def input_layers(self) -> nn.ModuleDict:
+        """Each modality's input layer (normalisation and batch centres)."""
+        return self.inputs
+
+    @property
+    def reads_batch(self) -> bool:
+        """Whether the encoders need the rows' batch codes (batch bias or centring)."""
+        return self.encode_batch or any(layer.centers_batches for layer in self.inputs.values())
+
     def _unit(self, u: torch.Tensor) -> torch.Tensor:
         return F.normalize(u, dim=1) if self.normalize else u
 
@@ -400,7 +418,7 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
     ) -> Normal:
         """``q(u | x)`` of registered (e.g. count) values ``x`` of ``modality``.
 
-        ``batch_index`` (the rows' batch codes) is required when ``encode_batch``.
+        ``batch_index`` (the rows' batch codes) is required when :attr:`reads_batch`.
         """
         return self.encoders[modality](x, self.inputs[modality], batch_index)
 
@@ -498,7 +516,7 @@ class CLUEModule(OptionalHeadsMixin, BaseModuleClass):
         has, qu = {}, {}
         for m in self.modalities:
             has[m] = mask[m].view(-1) > 0.5
-            b = batch.view(-1)[has[m]] if self.encode_batch else None
+            b = batch.view(-1)[has[m]] if self.reads_batch else None
             qu[m] = self.encode(select_rows(x[m], has[m]), m, b)
         return {"qu": qu, "has": has}
 

@@ -12,6 +12,7 @@ import torch
 from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
+from scmint._threads import keep_torch_threads
 from scmint.data import MuDataSetupMixin, RegisteredDataSplitter
 from scmint.model._base import (
     Cells,
@@ -21,6 +22,7 @@ from scmint.model._base import (
     resolve_normalization,
 )
 from scmint.model._generative import SimulationMixin
+from scmint.model._query_update import QueryUpdateMixin
 from scmint.nn._adversarial import ADVERSARIAL_LOSSES, AdversarialLoss
 from scmint.train import GeneratorDiscriminatorPlan, QuietTrainRunner
 
@@ -64,6 +66,7 @@ def _weight(name: str, value: float | None, default: float) -> float:
 
 
 class CONAAE(
+    QueryUpdateMixin,
     UnsupervisedTrainingMixin,
     SimulationMixin,
     MultiModalMixin,
@@ -122,10 +125,22 @@ class CONAAE(
     :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) cells of each modality, drawn
     at random (every cell when the data are in memory).
 
-    **New batches.** CONAAE has no batch parameters (``batch_key`` only names the classes
-    of ``supervision="batch"``), so there is nothing to extend for new batches: the
-    equivalent of scvi-tools' query update (``load_query_data``, which CLUE has) is to
-    embed the query cells of any batch directly with :meth:`get_latent_representation`.
+    **Batches.** With ``batch_key`` and ``center_batches=True`` (default, our addition)
+    each batch's mean standardised profile is taken off every modality's inputs, so the
+    encoders read, and the decoders reconstruct, profiles without the per-feature shifts
+    between batches: on the simulator with a strong batch effect
+    (``batch_effect=1.0``) the other-batch share of 15 nearest neighbours rises from
+    0.01 / 0.04 (RNA / ATAC) to about 0.4 (``benchmarks/batch.csv``). Centring also
+    takes off the part of a batch's mean that comes from its cell-type composition;
+    with very different compositions, compare with ``center_batches=False``.
+    Translations and simulated profiles are those of the average batch. Cells embedded
+    later (queries, perturbed cells) need their batch, one of the registered batches.
+
+    **New batches.** CONAAE has no trained batch parameters; :meth:`load_query_data`
+    (scvi-tools' name) adds the query's new batches with their own cells' centres and
+    returns a model that is ready at once (nothing is trained; the reference's
+    embedding is unchanged). Without batch centring query cells of any batch are
+    embedded directly with :meth:`get_latent_representation`.
 
     Parameters
     ----------
@@ -174,6 +189,9 @@ class CONAAE(
         Counts per cell after normalisation for ``"log"``.
     max_value
         Clip standardised inputs to ``[-max_value, max_value]`` (10).
+    center_batches
+        Take each batch's mean off the inputs (see **Batches**; default True, used when
+        two or more batches are registered).
 
     Examples
     --------
@@ -240,6 +258,7 @@ class CONAAE(
         normalization: Normalization | Mapping[str, Normalization] = "log",
         target_sum: float = 1e4,
         max_value: float | None = 10.0,
+        center_batches: bool = True,
     ) -> None:
         super().__init__(mdata)
         mods = self.modalities
@@ -289,10 +308,14 @@ class CONAAE(
             triplet_margin=triplet_margin,
             cycle_detach=cycle_detach,
             adversarial_loss=adversarial_loss,
+            n_batch=self.summary_stats.n_batch,
+            center_batches=center_batches,
             **weights,
         )
         for m in mods:
             self.module.scalers[m].set_statistics(scalers[m])
+        with keep_torch_threads():
+            self._fit_input_centers()
         mod = self.module
         terms = [
             f"{name}={getattr(mod, key):g}"
@@ -453,7 +476,11 @@ class CONAAE(
         self, x, modality: str, batch_size: int | None = None, batch: np.ndarray | None = None
     ) -> np.ndarray:
         return self._forward_rows(
-            x, lambda b: self.module.encode(b, modality), self.module.n_latent, batch_size
+            x,
+            lambda b, codes=None: self.module.encode(b, modality, codes),
+            self.module.n_latent,
+            batch_size,
+            batch,
         )
 
     def _logits_matrix(
@@ -461,9 +488,10 @@ class CONAAE(
     ) -> np.ndarray:
         return self._forward_rows(
             x,
-            lambda b: self.module.classify(self.module.encode(b, modality)),
+            lambda b, codes=None: self.module.classify(self.module.encode(b, modality, codes)),
             self.module.n_classes,
             batch_size,
+            batch,
         )
 
     def _decode_matrix(

@@ -42,7 +42,7 @@ class CONAAEModule(OptionalHeadsMixin, BaseModuleClass):
     rows measured in it (``mask_<m>``), cross terms use rows measured in both. The
     generator objective (:meth:`loss`) is::
 
-        w_rec    * sum_m MSE(decoder_m(z_m), x_m)                    (standardised inputs)
+        w_rec    * sum_m MSE(decoder_m(z_m), x_m)      (standardised, batch-centred inputs)
       + w_adv    * LSGAN(D(z), flipped modality labels)             (fool the discriminator)
       + w_cycle  * sum_a mean_{b != a} MSE(encoder_b(decoder_b(z_a)), z_a)
       + w_triplet* batch-hard triplet(z of all modalities, classes; margin)
@@ -96,6 +96,12 @@ class CONAAEModule(OptionalHeadsMixin, BaseModuleClass):
         Hidden widths of the discriminator (Con-AAE: ``(50, 100)``).
     negative_slope
         LeakyReLU slope of all networks.
+    n_batch
+        Number of registered batches.
+    center_batches
+        Take each batch's mean off the standardised inputs (the input layers' batch
+        centres, set by the model): encoders read, and decoders reconstruct, profiles
+        without the per-feature shifts between batches. Needs ``n_batch >= 2``.
     """
 
     def __init__(
@@ -122,6 +128,8 @@ class CONAAEModule(OptionalHeadsMixin, BaseModuleClass):
         adversarial_loss: AdversarialLoss = "least_squares",
         discriminator_hidden: Sequence[int] = (50, 100),
         negative_slope: float = 0.2,
+        n_batch: int = 1,
+        center_batches: bool = False,
     ) -> None:
         super().__init__()
         self.modalities = list(modalities)
@@ -163,9 +171,14 @@ class CONAAEModule(OptionalHeadsMixin, BaseModuleClass):
         self.cycle_detach = bool(cycle_detach)
         self.adversarial_loss = adversarial_loss
 
+        self.n_batch = max(int(n_batch), 1)
+        self.center_batches = bool(center_batches) and self.n_batch > 1
+        n_centers = self.n_batch if self.center_batches else 0
         self.scalers = nn.ModuleDict(
             {
-                m: FeatureScalerLayer(n, norms[m], target_sum=target_sum, max_value=max_value)
+                m: FeatureScalerLayer(
+                    n, norms[m], target_sum=target_sum, max_value=max_value, n_batch=n_centers
+                )
                 for m, n in zip(self.modalities, self.n_input, strict=True)
             }
         )
@@ -199,9 +212,22 @@ class CONAAEModule(OptionalHeadsMixin, BaseModuleClass):
         self.register_buffer("class_of_code", torch.as_tensor(codes, dtype=torch.long))
 
     # ------------------------------------------------------------------ networks
-    def encode(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Latent codes of registered (e.g. count) values ``x`` of ``modality``."""
-        return self.encoders[modality](self.scalers[modality](x))
+    def encode(
+        self, x: torch.Tensor, modality: str, batch_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Latent codes of registered (e.g. count) values ``x`` of ``modality``.
+
+        ``batch_index`` (the rows' batch codes) is required with ``center_batches``.
+        """
+        return self.encoders[modality](self.scalers[modality](x, batch_index))
+
+    def input_layers(self) -> nn.ModuleDict:
+        """Each modality's input layer (normalisation, standardisation, batch centres)."""
+        return self.scalers
+
+    def batch_parameters(self) -> dict[str, int]:
+        """No parameter has a slice per batch (batch centres are fitted, not trained)."""
+        return {}
 
     def decode(self, z: torch.Tensor, modality: str) -> torch.Tensor:
         """``modality``'s profile decoded from ``z``, in its standardised input space."""
@@ -216,16 +242,21 @@ class CONAAEModule(OptionalHeadsMixin, BaseModuleClass):
         return {
             "x": {m: tensors[data_key(m)] for m in self.modalities},
             "mask": {m: tensors[mask_key(m)] for m in self.modalities},
+            "batch": tensors[REGISTRY_KEYS.BATCH_KEY],
         }
 
     def inference(
-        self, x: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor]
+        self,
+        x: Mapping[str, torch.Tensor],
+        mask: Mapping[str, torch.Tensor],
+        batch: torch.Tensor | None = None,
     ) -> dict[str, dict[str, torch.Tensor]]:
-        """Standardised inputs and latent codes of each modality's rows of the minibatch."""
+        """Standardised (batch-centred) inputs and latent codes of each modality's rows."""
         has, x_scaled, z = {}, {}, {}
         for m in self.modalities:
             has[m] = mask[m].view(-1) > 0.5
-            x_scaled[m] = self.scalers[m](x[m][has[m]])
+            b = batch.view(-1)[has[m]] if self.center_batches else None
+            x_scaled[m] = self.scalers[m](x[m][has[m]], b)
             z[m] = self.encoders[m](x_scaled[m])
         return {"z": z, "x_scaled": x_scaled, "has": has}
 

@@ -15,7 +15,7 @@ from scmint.nn import FeatureScalerLayer, SafeBatchNorm1d, SparseInputLinear
 from scmint.nn._blocks import InputNormalization
 
 from ._losses import flexible_margin, flexible_margin_contrastive_loss
-from ._task import PAIR_KEYS, labels_key
+from ._task import PAIR_KEYS, batches_key, labels_key
 
 Activation = Literal["tanh", "sigmoid", "relu"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}
@@ -35,8 +35,13 @@ class _ModalityEncoder(nn.Module):
         # the running statistics
         self.norm = SafeBatchNorm1d(n_hidden)
 
-    def forward(self, x: torch.Tensor, scaler: FeatureScalerLayer) -> torch.Tensor:
-        return self.norm(self.activation(self.linear(x, scaler)))
+    def forward(
+        self,
+        x: torch.Tensor,
+        scaler: FeatureScalerLayer,
+        batch_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.norm(self.activation(self.linear(x, scaler, batch_index)))
 
 
 class MINNETModule(BaseModuleClass):
@@ -86,6 +91,11 @@ class MINNETModule(BaseModuleClass):
         Counts per cell after ``"log"`` normalisation.
     max_value
         Clip of the scaled inputs.
+    n_batch
+        Number of registered batches.
+    center_batches
+        Take each batch's mean off the scaled inputs (the input layers' batch centres,
+        set by the model). Needs ``n_batch >= 2``.
     """
 
     def __init__(
@@ -103,6 +113,8 @@ class MINNETModule(BaseModuleClass):
         normalization: InputNormalization | Mapping[str, InputNormalization] = "log",
         target_sum: float = 1e4,
         max_value: float | None = 10.0,
+        n_batch: int = 1,
+        center_batches: bool = False,
     ) -> None:
         super().__init__()
         self.modalities = list(modalities)
@@ -133,9 +145,14 @@ class MINNETModule(BaseModuleClass):
             if isinstance(normalization, Mapping)
             else dict.fromkeys(self.modalities, normalization)
         )
+        self.n_batch = max(int(n_batch), 1)
+        self.center_batches = bool(center_batches) and self.n_batch > 1
+        n_centers = self.n_batch if self.center_batches else 0
         self.scalers = nn.ModuleDict(
             {
-                m: FeatureScalerLayer(n, norms[m], target_sum=target_sum, max_value=max_value)
+                m: FeatureScalerLayer(
+                    n, norms[m], target_sum=target_sum, max_value=max_value, n_batch=n_centers
+                )
                 for m, n in zip(self.modalities, self.n_input, strict=True)
             }
         )
@@ -157,27 +174,50 @@ class MINNETModule(BaseModuleClass):
                 nn.init.normal_(layer.bias)
 
     # ------------------------------------------------------------------ network
-    def hidden(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+    def hidden(
+        self, x: torch.Tensor, modality: str, batch_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The ``n_hidden``-d representation of inputs (registered values) of one modality.
 
         ``x`` is a dense or a sparse-CSR minibatch (the scaling is folded into the first
-        layer for a sparse one, see :class:`~scmint.nn.SparseInputLinear`).
+        layer for a sparse one, see :class:`~scmint.nn.SparseInputLinear`);
+        ``batch_index`` (the rows' batch codes) is required with ``center_batches``.
         """
-        return self.encoders[modality](x, self.scalers[modality])
+        return self.encoders[modality](x, self.scalers[modality], batch_index)
 
-    def embed(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+    def embed(
+        self, x: torch.Tensor, modality: str, batch_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Co-embedding of inputs ``x`` (cells x features, registered values) of ``modality``."""
-        return self.embedding_head(self.hidden(x, modality))
+        return self.embedding_head(self.hidden(x, modality, batch_index))
 
-    def classify(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+    def classify(
+        self, x: torch.Tensor, modality: str, batch_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Cell-type logits of inputs ``x`` (registered values) of ``modality``."""
-        return self.classifier_head(self.hidden(x, modality))
+        return self.classifier_head(self.hidden(x, modality, batch_index))
+
+    def input_layers(self) -> nn.ModuleDict:
+        """Each modality's input layer (normalisation, scaling, batch centres)."""
+        return self.scalers
+
+    def batch_parameters(self) -> dict[str, int]:
+        """No parameter has a slice per batch (batch centres are fitted, not trained)."""
+        return {}
 
     # ------------------------------------------------------------------ scvi contract
     def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs) -> dict:
-        return {"x": {m: tensors[data_key(m)] for m in self.modalities if data_key(m) in tensors}}
+        present = [m for m in self.modalities if data_key(m) in tensors]
+        return {
+            "x": {m: tensors[data_key(m)] for m in present},
+            "batch": {m: tensors.get(batches_key(m)) for m in present},
+        }
 
-    def inference(self, x: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    def inference(
+        self,
+        x: Mapping[str, torch.Tensor],
+        batch: Mapping[str, torch.Tensor | None] | None = None,
+    ) -> dict[str, dict[str, torch.Tensor]]:
         """Embeddings ``z`` and logits of each modality's rows in the minibatch."""
         z, logits = {}, {}
         for m, xm in x.items():
@@ -185,7 +225,7 @@ class MINNETModule(BaseModuleClass):
                 z[m] = torch.zeros((0, self.n_latent), device=xm.device)
                 logits[m] = torch.zeros((0, self.n_labels), device=xm.device)
                 continue
-            h = self.hidden(xm, m)
+            h = self.hidden(xm, m, None if batch is None else batch.get(m))
             z[m] = self.embedding_head(h)
             logits[m] = self.classifier_head(h)
         return {"z": z, "logits": logits}

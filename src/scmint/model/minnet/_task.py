@@ -54,6 +54,11 @@ def labels_key(modality: str) -> str:
     return f"labels_{modality}"
 
 
+def batches_key(modality: str) -> str:
+    """Minibatch key of the batch codes of a modality's rows."""
+    return f"batches_{modality}"
+
+
 @dataclass
 class PairSet:
     """A set of cell pairs; cells are positions in the cell pool, modalities 0 or 1."""
@@ -270,6 +275,9 @@ class SiamesePairDataset(Dataset):
         Modality names (keys :func:`scmint.data.data_key` and :func:`labels_key`).
     device
         Device of the minibatches (see :meth:`to`).
+    batches
+        Registry batch code of each pool cell (default: all 0), for input layers that
+        take each batch's centre off.
     sparse_inputs
         Hand a modality's rows to the module as a sparse CSR tensor (its first layer then
         reads only the non-zeros, :class:`~scmint.nn.SparseInputLinear`) rather than
@@ -288,6 +296,7 @@ class SiamesePairDataset(Dataset):
         modalities: Sequence[str],
         device: torch.device | str = "cpu",
         sparse_inputs: bool | None = None,
+        batches: np.ndarray | None = None,
     ) -> None:
         if not len(matrices) == len(modalities):
             raise ValueError("matrices and modalities must have the same length.")
@@ -300,6 +309,13 @@ class SiamesePairDataset(Dataset):
             for m in self.matrices
         ]
         self.labels = np.asarray(labels, dtype=np.int64)
+        self.batches = (
+            np.zeros(len(self.labels), dtype=np.int64)
+            if batches is None
+            else np.asarray(batches, dtype=np.int64)
+        )
+        if len(self.batches) != len(self.labels):
+            raise ValueError("batches must hold one code per cell of the pool.")
         self.modalities = list(modalities)
         self.n_cells = int(len(self.labels))
         self.device = torch.device(device)
@@ -332,6 +348,7 @@ class SiamesePairDataset(Dataset):
             cut = self.matrices[k].sparse_rows if self.sparse[k] else self.matrices[k].dense_rows
             batch[data_key(m)] = cut(torch.as_tensor(rows))
             batch[labels_key(m)] = torch.as_tensor(self.labels[rows]).to(self.device)
+            batch[batches_key(m)] = torch.as_tensor(self.batches[rows]).to(self.device)
         differs = self.labels[pairs.first_cell] != self.labels[pairs.second_cell]
         distance = pairs.distance if pairs.distance is not None else np.ones(len(pairs))
         batch[PAIR_KEYS["first"]] = torch.as_tensor(first_row)
