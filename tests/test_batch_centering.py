@@ -80,9 +80,7 @@ def test_centres_are_the_batch_means_of_the_scaled_inputs(strong_batch):
     assert not off._encodes_batch
 
 
-@pytest.mark.parametrize(
-    ("model_cls", "labelled"), [(CONAAE, True), (MINNET, True), (CLUE, False)]
-)
+@pytest.mark.parametrize(("model_cls", "labelled"), [(CONAAE, True), (MINNET, True), (CLUE, False)])
 def test_centring_mixes_the_batches(strong_batch, model_cls, labelled):
     """With centring, the batches mix where they did not, at equal cell-type separation."""
     batch = strong_batch.obs["batch"].astype(str).to_numpy()
