@@ -164,6 +164,8 @@ def test_single_batch_reference(simulated):
     reference = CLUE(one, encode_batch=True)
     reference.train(max_epochs=2, enable_progress_bar=False)
     model = CLUE.load_query_data(query, reference)
+    # the reference had one batch, so no input centres: neither has its query model
+    assert not model.module.inputs["rna"].centers_batches
     model.train(max_epochs=2, enable_progress_bar=False)
     z = reference.get_latent_representation()
     np.testing.assert_array_equal(model.get_latent_representation(one), z)

@@ -38,6 +38,7 @@ from torch import nn
 from scmint._quiet import quiet_libraries
 from scmint._threads import keep_torch_threads
 from scmint.data import prepare_query_mudata
+from scmint.nn import FeatureScalerLayer
 
 _REFERENCE_ATTRIBUTES: ContextVar[dict | None] = ContextVar("reference_attributes", default=None)
 
@@ -320,6 +321,7 @@ class QueryUpdateMixin:
             )
         n_reference = len(reference_batches)
         n_batches = model.summary_stats.n_batch
+        _centre_as_the_reference(module, reference_state)
         state = extend_batch_slices(
             module.state_dict(), reference_state, n_reference, n_batches - n_reference
         )
@@ -364,6 +366,20 @@ class QueryUpdateMixin:
         model.reference_batches_ = reference_batches
         model.is_trained_ = not trainable  # nothing to train without batch parameters
         return model
+
+
+def _centre_as_the_reference(module: nn.Module, reference_state: Mapping) -> None:
+    """Input layers of the query module centre batches only where the reference's did.
+
+    A reference of one batch (or one trained without centring) has no centres; its
+    query model then has none either, so reference and query cells are scaled alike.
+    """
+    for name, layer in module.named_modules():
+        if not isinstance(layer, FeatureScalerLayer):
+            continue
+        saved = reference_state.get(f"{name}.batch_center")
+        if saved is None or saved.shape[0] == 0:
+            layer.batch_center = layer.batch_center.new_zeros(0, layer.batch_center.shape[1])
 
 
 def _check_query_batches(obs: pd.DataFrame, batch_key: str) -> None:
