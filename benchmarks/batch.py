@@ -1,12 +1,14 @@
 """Batch removal (issue 16, item 1): how far each model's embedding mixes the batches.
 
 Every model is set up with ``batch_key="batch"`` (what a user does to remove batch
-effects; MINNET and CONAAE, which train on cell-type labels by default, also with
-``labels_key="cell_type"``) and trained on all cells; the cells of each modality are embedded
-from that modality, and the embedding is scored against the batches (mixing: the share
-of each cell's 15 nearest neighbours from another batch; scib's iLISI and batch ASW)
-and against the cell types (cell-type ASW, graph connectivity). MULTIVI (RNA + ATAC)
-and TOTALVI (RNA + protein, cells with RNA) run beside them.
+effects; MINNET, CONAAE and CLUE also with ``labels_key="cell_type"``: the first two
+train on labels, CLUE's classifier reads them, and all three then centre each batch's
+inputs with composition-corrected centres) and trained on all cells; the cells of each
+modality are embedded from that modality, and the embedding is scored against the
+batches (mixing: the share of each cell's 15 nearest neighbours from another batch;
+scib's iLISI and batch ASW) and against the cell types (cell-type ASW, graph
+connectivity). MULTIVI (RNA + ATAC) and TOTALVI (RNA + protein, cells with RNA) run
+beside them.
 
 Datasets: the simulator with a strong batch effect (``sim_batch1``: 1,200 paired cells,
 two batches, ``batch_effect=1.0``) and the same cells without one (``sim_batch0``, the
@@ -47,7 +49,7 @@ from harness._runner import git_commit  # noqa: E402
 
 OUT = HERE / "batch.csv"
 SCMINT_METHODS = ("clue", "conaae", "minnet", "sccross")
-LABELLED = ("conaae", "minnet")
+LABELLED = ("clue", "conaae", "minnet")
 PEERS = {"multivi": ("rna", "atac"), "totalvi": ("rna", "adt")}
 SIMULATED = {  # name: (cells, batch_effect)
     "sim_batch1": (1200, 1.0),
@@ -90,7 +92,7 @@ def scmint_embeddings(method: str, mdata: md.MuData, epochs: int) -> dict[str, t
     """``{modality: (z, obs)}`` of a scmint model trained with ``batch_key``."""
     padded = scmint.data.pad_mudata(mdata)
     model_cls = getattr(scmint.model, method.upper())
-    # MINNET and CONAAE (by default) train on cell-type labels; CLUE and SCCROSS do not
+    # MINNET and CONAAE train on cell-type labels, CLUE's classifier reads them
     labels = {"labels_key": "cell_type"} if method in LABELLED else {}
     model_cls.setup_mudata(padded, batch_key="batch", **labels)
     model = model_cls(padded)

@@ -175,3 +175,34 @@ def test_a_model_saved_before_centring_loads_without_it(strong_batch, tmp_path):
     loaded = CONAAE.load(tmp_path / "old", adata=mdata)
     assert not loaded._encodes_batch
     np.testing.assert_allclose(loaded.get_latent_representation(modality="rna"), z, atol=1e-5)
+
+
+def test_labelled_centres_are_corrected_for_composition():
+    """Two batches differing by a pure shift, with different cell-type compositions: the
+    labelled centres differ by the shift; plain batch means also by the composition."""
+    from scmint.model._base import _batch_centres
+
+    rng = np.random.default_rng(0)
+    type_means = np.array([[0.0, 0.0, 0.0], [4.0, -2.0, 1.0]])
+    shift = np.array([1.0, 0.5, -1.0])
+    batch = np.r_[np.zeros(200, int), np.ones(200, int)]
+    cell_type = np.r_[rng.random(200) < 0.8, rng.random(200) < 0.2].astype(int)
+    x = type_means[cell_type] + shift * batch[:, None] + rng.normal(0, 0.1, (400, 3))
+    layer = FeatureScalerLayer(3, "none", max_value=None, n_batch=2)
+    plain = _batch_centres(layer, x.astype(np.float32), batch, 2).numpy()
+    labelled = _batch_centres(layer, x.astype(np.float32), batch, 2, cell_type).numpy()
+    np.testing.assert_allclose(labelled[1] - labelled[0], shift, atol=0.05)
+    assert np.abs(plain[1] - plain[0] - shift).max() > 1.0
+    # unlabelled cells (-1) take no part in the correction
+    some = cell_type.copy()
+    some[::7] = -1
+    partly = _batch_centres(layer, x.astype(np.float32), batch, 2, some).numpy()
+    np.testing.assert_allclose(partly[1] - partly[0], shift, atol=0.05)
+
+
+def test_centring_follows_the_labels_by_default(strong_batch):
+    mdata = strong_batch.copy()
+    CLUE.setup_mudata(mdata, batch_key="batch")
+    assert not CLUE(mdata)._encodes_batch  # no labels: plain means would mix compositions
+    CLUE.setup_mudata(mdata, batch_key="batch", labels_key="cell_type")
+    assert CLUE(mdata).module.inputs["rna"].centers_batches

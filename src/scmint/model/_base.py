@@ -425,33 +425,55 @@ class MultiModalMixin:
     ) -> None:
         """Set each batch's centre in the input layers that centre batches.
 
-        A batch's centre is the mean scaled input (:meth:`FeatureScalerLayer.scale`) of
-        its cells among ``rows[m]`` of the registered data (default: every cell measured
-        in ``m``); read in blocks, so memory stays linear in the cells. A batch without
-        cells in a modality gets the mean over all of them. Only batches from
-        ``first_batch`` on are set (a query update keeps the reference's centres).
+        Over ``rows[m]`` of the registered data (default: every cell measured in ``m``),
+        scaled by the layer (:meth:`FeatureScalerLayer.scale`) and read in blocks, so
+        memory stays linear in the cells. Without cell-type labels a batch's centre is
+        its cells' mean. With labels (``labels_key``) the centre is corrected for the
+        batch's cell-type composition: ``centre_b = mean + beta_b`` with ``beta_b`` the
+        batch effect of the additive model ``x = alpha_type + beta_batch`` fitted by
+        least squares on the labelled cells (:func:`_additive_batch_effects`), so a batch
+        rich in one type is not shifted away from that type. A batch without labelled
+        cells gets its cells' mean, one without cells the mean of all.
+        Only batches from ``first_batch`` on are set (a query update keeps the
+        reference's centres).
         """
         layers = self._centered_input_layers()
         if not layers:
             return
         codes = self._cell_batch_codes(self.adata.obs)
+        classes = self._centering_classes()
         n_batch = self.summary_stats.n_batch
         for m, layer in layers.items():
             r = np.flatnonzero(self._registered_mask(m)) if rows is None else np.asarray(rows[m])
             if len(r) == 0:
                 continue
-            device = layer.batch_center.device
-            total = torch.zeros(n_batch, layer.batch_center.shape[1], dtype=torch.float64)
-            total = total.to(device)
-            cell_codes = torch.as_tensor(codes[r], device=device)
-            for block_rows, block in row_batches(self._registered(m)[r], INFERENCE_BATCH, device):
-                total.index_add_(0, cell_codes[block_rows], layer.scale(block).double())
-            counts = torch.bincount(cell_codes, minlength=n_batch).to(total.dtype)
-            overall = total.sum(0) / counts.sum()
-            means = torch.where(
-                counts[:, None] > 0, total / counts.clamp(min=1.0)[:, None], overall
+            centres = _batch_centres(
+                layer,
+                self._registered(m)[r],
+                codes[r],
+                n_batch,
+                None if classes is None else classes[r],
             )
-            layer.batch_center[first_batch:] = means[first_batch:].to(layer.batch_center.dtype)
+            layer.batch_center[first_batch:] = centres[first_batch:].to(layer.batch_center.dtype)
+
+    def _resolve_center_batches(self, center_batches: bool | None) -> bool:
+        """``center_batches`` of a model; ``None``: centre when cell-type labels are registered.
+
+        Plain per-batch means also take off each batch's cell-type composition, which
+        on real donors with different compositions separates the batches more
+        (``benchmarks/batch.csv``); labels let the centres correct for it.
+        """
+        if center_batches is None:
+            return self._centering_classes() is not None
+        return bool(center_batches)
+
+    def _centering_classes(self) -> np.ndarray | None:
+        """Cell-type class of every registered cell (``-1``: unlabelled), None without labels."""
+        names, class_of_code = self._label_classes()
+        if len(names) < 2:
+            return None
+        codes = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY))
+        return np.asarray(class_of_code, dtype=np.int64)[codes.ravel().astype(np.int64)]
 
     def _encoder_batches(self, cells: Cells) -> np.ndarray | None:
         """Batch codes of ``cells`` for encoders that read the batch, else None."""
@@ -1007,3 +1029,78 @@ def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def _batch_centres(
+    layer: FeatureScalerLayer,
+    x,
+    batch: np.ndarray,
+    n_batch: int,
+    classes: np.ndarray | None = None,
+) -> torch.Tensor:
+    """``(n_batch, n_features)`` centres of the rows of ``x`` scaled by ``layer``.
+
+    See :meth:`MultiModalMixin._fit_input_centers`; one pass over ``x`` in blocks, with
+    sums per batch and, with ``classes``, per class and per batch over labelled rows.
+    """
+    device = layer.batch_center.device
+    width = layer.batch_center.shape[1]
+    labelled = None if classes is None else classes >= 0
+    n_class = 0 if classes is None else int(classes.max(initial=-1)) + 1
+    batch_t = torch.as_tensor(batch, device=device)
+    total = torch.zeros(n_batch, width, dtype=torch.float64, device=device)
+    if n_class:
+        class_t = torch.as_tensor(classes, device=device)
+        labelled_t = torch.as_tensor(labelled, device=device)
+        by_class = torch.zeros(n_class, width, dtype=torch.float64, device=device)
+        labelled_total = torch.zeros(n_batch, width, dtype=torch.float64, device=device)
+    for rows, block in row_batches(x, INFERENCE_BATCH, device):
+        v = layer.scale(block).double()
+        total.index_add_(0, batch_t[rows], v)
+        if n_class:
+            keep = labelled_t[rows]
+            by_class.index_add_(0, class_t[rows][keep], v[keep])
+            labelled_total.index_add_(0, batch_t[rows][keep], v[keep])
+    counts = torch.bincount(batch_t, minlength=n_batch).to(total.dtype)
+    overall = total.sum(0) / counts.sum()
+    centres = torch.where(counts[:, None] > 0, total / counts.clamp(min=1.0)[:, None], overall)
+    if not n_class:
+        return centres
+    pairs = torch.zeros(n_batch, n_class, dtype=torch.float64, device=device)
+    pairs.index_put_(
+        (batch_t[labelled_t], class_t[labelled_t]),
+        torch.ones(int(labelled.sum()), dtype=torch.float64, device=device),
+        accumulate=True,
+    )
+    shift = _additive_batch_effects(by_class, labelled_total, pairs)
+    n_labelled = pairs.sum(1, keepdim=True)
+    return torch.where(n_labelled > 0, overall + shift, centres)
+
+
+def _additive_batch_effects(
+    class_sums: torch.Tensor,
+    batch_sums: torch.Tensor,
+    counts: torch.Tensor,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+) -> torch.Tensor:
+    """Batch effects ``beta`` of the two-way model ``x = alpha_type + beta_batch + noise``.
+
+    Least squares from the marginal sums alone (``class_sums`` ``(C, F)``,
+    ``batch_sums`` ``(B, F)`` over the labelled cells) and the ``(B, C)`` cell counts,
+    by alternating the normal equations ``alpha = (S_c - N^T beta) / N_c`` and
+    ``beta = (L_b - N alpha) / N_b`` (Gauss-Seidel; ComBat's location model with the
+    cell type as covariate). ``beta`` is centred to a zero mean over the labelled cells.
+    """
+    n_class = counts.sum(0).clamp(min=1.0)[:, None]
+    n_batch = counts.sum(1).clamp(min=1.0)[:, None]
+    beta = torch.zeros_like(batch_sums)
+    for _ in range(max_iter):
+        alpha = (class_sums - counts.T @ beta) / n_class
+        new = (batch_sums - counts @ alpha) / n_batch
+        done = bool((new - beta).abs().max() < tol)
+        beta = new
+        if done:
+            break
+    weights = counts.sum(1)
+    return beta - (weights @ beta) / weights.sum().clamp(min=1.0)
