@@ -64,8 +64,8 @@ def test_a_state_dict_without_centres_loads_as_no_centring():
 def test_centres_are_the_batch_means_of_the_scaled_inputs(strong_batch):
     mdata = strong_batch.copy()
     before = mdata["rna"].X.copy()
-    CONAAE.setup_mudata(mdata, batch_key="batch", labels_key="cell_type")
-    model = CONAAE(mdata)
+    CONAAE.setup_mudata(mdata, batch_key="batch")  # no labels: plain batch means
+    model = CONAAE(mdata, center_batches=True, supervision="none")
     assert (mdata["rna"].X != before).nnz == 0  # the user's data are not modified
     layer = model.module.scalers["rna"]
     x = mdata["rna"].X
@@ -75,7 +75,7 @@ def test_centres_are_the_batch_means_of_the_scaled_inputs(strong_batch):
         np.testing.assert_allclose(
             layer.batch_center[code].numpy(), scaled[batch == name].mean(0), atol=1e-4
         )
-    off = CONAAE(mdata, center_batches=False)
+    off = CONAAE(mdata, supervision="none")  # the default without labels: no centring
     assert not off.module.scalers["rna"].centers_batches
     assert not off._encodes_batch
 
