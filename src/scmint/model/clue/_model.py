@@ -109,8 +109,9 @@ class CLUE(
     compositions separate the batches more. So ``center_batches=None`` (default)
     centres when labels are registered. ``benchmarks/batch.csv``: simulator with a
     strong batch effect (``batch_effect=1.0``), other-batch share of 15 nearest
-    neighbours 0.00 -> 0.24 / 0.12 (RNA / ATAC); ``pbmc_mosaic_paired`` with labels,
-    iLISI 0.78 / 0.82 against TOTALVI's 0.76 at a higher cell-type ASW. Cells embedded
+    neighbours 0.00 -> 0.34 / 0.24 (RNA / ATAC, with labels, 1,200 cells);
+    ``pbmc_mosaic_paired`` with labels, iLISI 0.71 / 0.85 against TOTALVI's 0.76 at a
+    higher cell-type ASW (0.80 / 0.77 against 0.70). Cells embedded
     later (queries, perturbed or simulated cells) need their batch, one of the
     registered batches.
 

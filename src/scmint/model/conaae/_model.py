@@ -133,7 +133,7 @@ class CONAAE(
     composition differences. ``center_batches=None`` (default) centres when labels are
     registered. ``benchmarks/batch.csv``: simulator with a strong batch effect
     (``batch_effect=1.0``), other-batch share of 15 nearest neighbours 0.01 / 0.04 ->
-    0.36 / 0.29 (RNA / ATAC) at equal cell-type ASW; ``pbmc_mosaic_paired`` iLISI 0.83 /
+    0.39 / 0.30 (RNA / ATAC) at equal cell-type ASW; ``pbmc_mosaic_paired`` iLISI 0.80 /
     0.85 against TOTALVI's 0.76. Translations and simulated profiles are those of the
     average batch. Cells embedded later (queries, perturbed cells) need their batch, one
     of the registered batches.

@@ -76,8 +76,8 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
     corrected for each batch's cell-type composition with the training labels (plain
     batch means would also take off composition differences). ``benchmarks/batch.csv``:
     simulator with a strong batch effect (``batch_effect=1.0``), other-batch share of
-    15 nearest neighbours 0.00 -> 0.40 / 0.37 (RNA / ATAC); ``pbmc_mosaic_paired`` iLISI
-    0.77 / 0.77 against TOTALVI's 0.76. Cells embedded later (queries, perturbed cells)
+    15 nearest neighbours 0.00 -> 0.41 / 0.37 (RNA / ATAC); ``pbmc_mosaic_paired`` iLISI
+    0.83 / 0.80 against TOTALVI's 0.76. Cells embedded later (queries, perturbed cells)
     need their batch, one of the registered batches.
 
     New batches: MINNET has no trained batch parameters; :meth:`load_query_data`
