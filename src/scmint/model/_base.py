@@ -30,6 +30,7 @@ from scmint.data import data_key, indicator_key, mask_key, prepare_query_mudata,
 from scmint.data._backed import OnDiskRows, in_memory, is_on_disk
 from scmint.data._padding import INDICATOR_PREFIX, PADDING_UNS_KEY
 from scmint.data._validation import ValueKind, check_values, resolve_layers, value_kind
+from scmint.model._query_update import reference_attributes
 from scmint.nn._blocks import INPUT_NORMALIZATIONS, FeatureScalerLayer, InputNormalization
 from scmint.pp import FeatureScaler
 
@@ -435,10 +436,13 @@ class MultiModalMixin:
         rich in one type is not shifted away from that type. A batch without labelled
         cells gets its cells' mean, one without cells the mean of all.
         Only batches from ``first_batch`` on are set (a query update keeps the
-        reference's centres).
+        reference's centres). While a query model is being built nothing is set: its
+        centres are the reference's plus the new batches', fitted by
+        :meth:`~scmint.model._query_update.QueryUpdateMixin.load_query_data` once the
+        reference's state is loaded.
         """
         layers = self._centered_input_layers()
-        if not layers:
+        if not layers or reference_attributes() is not None:
             return
         codes = self._cell_batch_codes(self.adata.obs)
         classes = self._centering_classes()

@@ -255,7 +255,7 @@ class CONAAEModule(OptionalHeadsMixin, BaseModuleClass):
         has, x_scaled, z = {}, {}, {}
         for m in self.modalities:
             has[m] = mask[m].view(-1) > 0.5
-            b = batch.view(-1)[has[m]] if self.center_batches else None
+            b = None if batch is None else batch.view(-1)[has[m]]  # read by centring layers
             x_scaled[m] = self.scalers[m](x[m][has[m]], b)
             z[m] = self.encoders[m](x_scaled[m])
         return {"z": z, "x_scaled": x_scaled, "has": has}

@@ -241,9 +241,8 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
         )
         for m in mods:
             self.module.scalers[m].set_statistics(self.scalers_[m])
-        if len(self._pool):
-            with keep_torch_threads():
-                self._fit_input_centers(rows=dict.fromkeys(mods, self._pool))
+        with keep_torch_threads():
+            self._fit_input_centers(rows=dict.fromkeys(mods, self._pool))
         self._distances = None
         self._reference_cache: dict[str, tuple[np.ndarray, Any]] = {}
         self._model_summary_string = (
