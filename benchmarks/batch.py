@@ -1,9 +1,9 @@
 """Batch removal (issue 16, item 1): how far each model's embedding mixes the batches.
 
 Every model is set up with ``batch_key="batch"`` (what a user does to remove batch
-effects; MINNET, CONAAE and CLUE also with ``labels_key="cell_type"``: the first two
-train on labels, CLUE's classifier reads them, and all three then centre each batch's
-inputs with composition-corrected centres) and trained on all cells; the cells of each
+effects; every model also with ``labels_key="cell_type"``: MINNET and CONAAE train
+on labels, CLUE's classifier reads them, and all four then centre each batch's inputs
+with composition-corrected centres) and trained on all cells; the cells of each
 modality are embedded from that modality, and the embedding is scored against the
 batches (mixing: the share of each cell's 15 nearest neighbours from another batch;
 scib's iLISI and batch ASW) and against the cell types (cell-type ASW, graph
@@ -49,7 +49,7 @@ from harness._runner import git_commit  # noqa: E402
 
 OUT = HERE / "batch.csv"
 SCMINT_METHODS = ("clue", "conaae", "minnet", "sccross")
-LABELLED = ("clue", "conaae", "minnet")
+LABELLED = ("clue", "conaae", "minnet", "sccross")
 PEERS = {"multivi": ("rna", "atac"), "totalvi": ("rna", "adt")}
 SIMULATED = {  # name: (cells, batch_effect)
     "sim_batch1": (1200, 1.0),
@@ -92,7 +92,8 @@ def scmint_embeddings(method: str, mdata: md.MuData, epochs: int) -> dict[str, t
     """``{modality: (z, obs)}`` of a scmint model trained with ``batch_key``."""
     padded = scmint.data.pad_mudata(mdata)
     model_cls = getattr(scmint.model, method.upper())
-    # MINNET and CONAAE train on cell-type labels, CLUE's classifier reads them
+    # MINNET and CONAAE train on cell-type labels, CLUE's classifier reads them; all
+    # four correct their batch centres for cell-type composition with them
     labels = {"labels_key": "cell_type"} if method in LABELLED else {}
     model_cls.setup_mudata(padded, batch_key="batch", **labels)
     model = model_cls(padded)

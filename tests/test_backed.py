@@ -249,11 +249,72 @@ def test_conaae_trains_from_disk_with_scalers_fitted_on_a_subsample(
     )
 
 
-@pytest.mark.parametrize("model_cls", [MINNET, SCCROSS])
-def test_models_that_need_data_in_memory_refuse_disk_up_front(multiome_files, model_cls):
+def test_minnet_from_disk_trains_as_from_memory(multiome_files, small_blocks, tmp_path):
+    """All training cells fit under the limit: the same cells, scalers, graph and pairs,
+    so the same weights as from memory; inference reads the file."""
+    padded, path = multiome_files
+    models = {}
+    for name, data in (("disk", md.read_h5mu(path, backed=True)), ("memory", padded.copy())):
+        scvi.settings.seed = 0
+        MINNET.setup_mudata(data, labels_key="cell_type")
+        models[name] = MINNET(data)
+        models[name].train(max_epochs=2, **QUIET)
+        assert data.isbacked == (name == "disk")
+    disk, memory = models["disk"], models["memory"]
+    np.testing.assert_array_equal(disk._pool, memory._pool)
+    for name, value in memory.module.state_dict().items():
+        torch.testing.assert_close(disk.module.state_dict()[name], value, msg=name)
+    np.testing.assert_allclose(
+        disk.get_latent_representation(modality="atac"),
+        memory.get_latent_representation(modality="atac"),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    cells = np.arange(0, padded.n_obs, 7)
+    translated = [m.translate(source="rna", target="atac", indices=cells).X for m in (disk, memory)]
+    np.testing.assert_allclose(*(sparse.csr_matrix(x).toarray() for x in translated), rtol=1e-5)
+    disk.save(tmp_path / "minnet")
+    again = MINNET.load(tmp_path / "minnet", adata=md.read_h5mu(path, backed=True))
+    np.testing.assert_array_equal(
+        again.get_latent_representation(modality="rna"),
+        disk.get_latent_representation(modality="rna"),
+    )
+
+
+def test_minnet_from_disk_trains_on_a_subsample_of_the_cells(
+    multiome_files, small_blocks, monkeypatch
+):
+    from scmint.model import _base
+
+    monkeypatch.setattr(_base, "ON_DISK_FIT_CELLS", 200)
+    padded, path = multiome_files
+    on_disk = md.read_h5mu(path, backed=True)
+    scvi.settings.seed = 0
+    MINNET.setup_mudata(on_disk, labels_key="cell_type")
+    model = MINNET(on_disk)
+    # the training cells: 200 of the paired, labelled cells, drawn with the seed
+    paired = np.logical_and.reduce(
+        [padded.obs[scmint.data.indicator_key(m)].to_numpy() > 0 for m in ("rna", "atac")]
+    )
+    labelled = padded.obs["cell_type"].notna().to_numpy()
+    expected = _base.fit_subsample(np.flatnonzero(paired & labelled), 200)
+    np.testing.assert_array_equal(model._pool, expected)
+    scaler = _base.make_feature_scaler("log", 1e4, 10.0).fit(padded["atac"].X[expected])
+    np.testing.assert_allclose(
+        model.module.scalers["atac"].mean.numpy(), scaler.mean_, rtol=1e-4, atol=1e-5
+    )
+    model.train(max_epochs=2, **QUIET)
+    assert on_disk["atac"].isbacked
+    z = model.get_latent_representation(modality="rna")  # every cell, from the file
+    assert z.shape == (padded.n_obs, 32) and np.isfinite(z).all()
+    translated = model.translate(source="rna", target="atac", indices=np.arange(10))
+    assert translated.shape == (10, padded["atac"].n_vars)
+
+
+def test_sccross_needs_data_in_memory_and_refuses_disk_up_front(multiome_files):
     _, path = multiome_files
-    with pytest.raises(ValueError, match="backed=True.*train from disk: CLUE, CONAAE"):
-        model_cls.setup_mudata(md.read_h5mu(path, backed=True), labels_key="cell_type")
+    with pytest.raises(ValueError, match="backed=True.*train from disk: CLUE, CONAAE, MINNET"):
+        SCCROSS.setup_mudata(md.read_h5mu(path, backed=True), labels_key="cell_type")
 
 
 def test_column_stored_matrix_on_disk_is_refused_with_how_to_fix(tmp_path):

@@ -180,7 +180,8 @@ def test_a_model_saved_before_centring_loads_without_it(strong_batch, tmp_path):
 def test_labelled_centres_are_corrected_for_composition():
     """Two batches differing by a pure shift, with different cell-type compositions: the
     labelled centres differ by the shift; plain batch means also by the composition."""
-    from scmint.model._base import _batch_centres
+    from scmint.model._centres import batch_centres
+    from scmint.model._centres import layer_batch_centres as _batch_centres
 
     rng = np.random.default_rng(0)
     type_means = np.array([[0.0, 0.0, 0.0], [4.0, -2.0, 1.0]])
@@ -198,6 +199,8 @@ def test_labelled_centres_are_corrected_for_composition():
     some[::7] = -1
     partly = _batch_centres(layer, x.astype(np.float32), batch, 2, some).numpy()
     np.testing.assert_allclose(partly[1] - partly[0], shift, atol=0.05)
+    # the same centres from an array in memory (SCCROSS's reduced inputs)
+    np.testing.assert_allclose(batch_centres(x, batch, 2, some), partly, atol=1e-4)
 
 
 def test_centring_follows_the_labels_by_default(strong_batch):
@@ -206,3 +209,26 @@ def test_centring_follows_the_labels_by_default(strong_batch):
     assert not CLUE(mdata)._encodes_batch  # no labels: plain means would mix compositions
     CLUE.setup_mudata(mdata, batch_key="batch", labels_key="cell_type")
     assert CLUE(mdata).module.inputs["rna"].centers_batches
+
+
+def test_loading_takes_the_centres_from_the_file(strong_batch, tmp_path, monkeypatch):
+    """Load does not refit the centres over the data passed (a pass over them, then
+    discarded): they come from the saved state, and the embedding is the saved model's."""
+    mdata = strong_batch.copy()
+    CONAAE.setup_mudata(mdata, batch_key="batch", labels_key="cell_type")
+    model = CONAAE(mdata)
+    model.train(max_epochs=1, enable_progress_bar=False)
+    z = model.get_latent_representation(modality="rna")
+    model.save(tmp_path / "centred")
+
+    def refit(*args, **kwargs):
+        raise AssertionError("the batch centres were refitted at load")
+
+    monkeypatch.setattr("scmint.model._base.layer_batch_centres", refit)
+    loaded = CONAAE.load(tmp_path / "centred", adata=mdata)
+    assert loaded._encodes_batch
+    torch.testing.assert_close(
+        loaded.module.input_layers()["rna"].batch_center,
+        model.module.input_layers()["rna"].batch_center,
+    )
+    np.testing.assert_allclose(loaded.get_latent_representation(modality="rna"), z, atol=1e-5)

@@ -89,7 +89,7 @@ def check_modalities(mdata: md.MuData, modalities: Sequence[str]) -> list[str]:
 def check_in_memory(
     data: md.MuData | ad.AnnData,
     what: str = "The MuData",
-    on_disk_models: Sequence[str] = ("CLUE", "CONAAE"),
+    on_disk_models: Sequence[str] = ("CLUE", "CONAAE", "MINNET"),
 ) -> None:
     """Raise if ``data`` (or one of its modalities) was read with ``backed=True``.
 

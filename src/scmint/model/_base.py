@@ -12,6 +12,7 @@ in-silico perturbation.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from math import ceil, floor
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from scmint.data import data_key, indicator_key, mask_key, prepare_query_mudata,
 from scmint.data._backed import OnDiskRows, in_memory, is_on_disk
 from scmint.data._padding import INDICATOR_PREFIX, PADDING_UNS_KEY
 from scmint.data._validation import ValueKind, check_values, resolve_layers, value_kind
+from scmint.model._centres import layer_batch_centres
 from scmint.model._query_update import reference_attributes
 from scmint.nn._blocks import INPUT_NORMALIZATIONS, FeatureScalerLayer, InputNormalization
 from scmint.pp import FeatureScaler
@@ -37,6 +39,15 @@ from scmint.pp import FeatureScaler
 Normalization = InputNormalization
 NORMALIZATIONS: tuple[str, ...] = INPUT_NORMALIZATIONS
 INFERENCE_BATCH = 1024
+
+_LOADING: ContextVar[bool] = ContextVar("scmint_loading", default=False)
+"""Set while :meth:`MultiModalMixin.load` builds a model: fitted state comes from the file."""
+
+
+def loading_saved_model() -> bool:
+    """Whether the model being built is being loaded (its fitted state then comes from the file)."""
+    return _LOADING.get()
+
 
 ON_DISK_FIT_CELLS = 50_000
 """Most cells a per-feature transform is fitted on when the data stay on disk.
@@ -212,13 +223,14 @@ class MultiModalMixin:
         target_sum: float,
         max_value: float | None,
         rows: Mapping[str, np.ndarray] | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> dict[str, FeatureScaler]:
         """One fitted :class:`~scmint.pp.FeatureScaler` per modality.
 
         Fitted on ``rows[m]`` of the registered data (default: every cell measured in
         ``m``), after checking that normalised modalities hold no negative values; on
         at most :data:`ON_DISK_FIT_CELLS` of them, drawn at random, when the data stay
-        on disk.
+        on disk. ``data``: those rows already in memory (``{modality: matrix}``).
         """
         for m in self.modalities:
             if normalization[m] != "none":
@@ -227,8 +239,9 @@ class MultiModalMixin:
         with keep_torch_threads():
             for m in self.modalities:
                 r = np.flatnonzero(self._registered_mask(m)) if rows is None else rows[m]
+                x = data[m] if data is not None else self._fit_rows(m, r)
                 scalers[m] = make_feature_scaler(normalization[m], target_sum, max_value).fit(
-                    self._fit_rows(m, r), feature_names=self.adata.mod[m].var_names
+                    x, feature_names=self.adata.mod[m].var_names
                 )
         return scalers
 
@@ -422,7 +435,10 @@ class MultiModalMixin:
 
     @torch.no_grad()
     def _fit_input_centers(
-        self, rows: Mapping[str, np.ndarray] | None = None, first_batch: int = 0
+        self,
+        rows: Mapping[str, np.ndarray] | None = None,
+        first_batch: int = 0,
+        data: Mapping[str, Any] | None = None,
     ) -> None:
         """Set each batch's centre in the input layers that centre batches.
 
@@ -432,17 +448,18 @@ class MultiModalMixin:
         its cells' mean. With labels (``labels_key``) the centre is corrected for the
         batch's cell-type composition: ``centre_b = mean + beta_b`` with ``beta_b`` the
         batch effect of the additive model ``x = alpha_type + beta_batch`` fitted by
-        least squares on the labelled cells (:func:`_additive_batch_effects`), so a batch
+        least squares on the labelled cells (:mod:`scmint.model._centres`), so a batch
         rich in one type is not shifted away from that type. A batch without labelled
         cells gets its cells' mean, one without cells the mean of all.
         Only batches from ``first_batch`` on are set (a query update keeps the
         reference's centres). While a query model is being built nothing is set: its
         centres are the reference's plus the new batches', fitted by
         :meth:`~scmint.model._query_update.QueryUpdateMixin.load_query_data` once the
-        reference's state is loaded.
+        reference's state is loaded; nor while a saved model is loaded (:meth:`load`).
+        ``data``: the registered ``rows`` already in memory (``{modality: matrix}``).
         """
         layers = self._centered_input_layers()
-        if not layers or reference_attributes() is not None:
+        if not layers or reference_attributes() is not None or loading_saved_model():
             return
         codes = self._cell_batch_codes(self.adata.obs)
         classes = self._centering_classes()
@@ -451,9 +468,9 @@ class MultiModalMixin:
             r = np.flatnonzero(self._registered_mask(m)) if rows is None else np.asarray(rows[m])
             if len(r) == 0:
                 continue
-            centres = _batch_centres(
+            centres = layer_batch_centres(
                 layer,
-                self._registered(m)[r],
+                data[m] if data is not None else self._registered(m)[r],
                 codes[r],
                 n_batch,
                 None if classes is None else classes[r],
@@ -666,6 +683,19 @@ class MultiModalMixin:
 
     _joint_translation: bool = False
     """Whether :meth:`translate` accepts ``source="joint"`` (a joint embedding to decode)."""
+
+    @classmethod
+    def load(cls, dir_path: str, adata: md.MuData | None = None, **kwargs: Any):
+        """Load a saved model (see :meth:`scvi.model.base.BaseModelClass.load`).
+
+        The data passed as ``adata`` are checked as at training; what the model fitted
+        over its training cells (batch centres) comes from the file, not from ``adata``.
+        """
+        token = _LOADING.set(True)
+        try:
+            return super().load(dir_path, adata=adata, **kwargs)
+        finally:
+            _LOADING.reset(token)
 
     @classmethod
     def setup_anndata(cls, *args: Any, **kwargs: Any) -> None:
@@ -1033,78 +1063,3 @@ def _plain(options: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _batch_centres(
-    layer: FeatureScalerLayer,
-    x,
-    batch: np.ndarray,
-    n_batch: int,
-    classes: np.ndarray | None = None,
-) -> torch.Tensor:
-    """``(n_batch, n_features)`` centres of the rows of ``x`` scaled by ``layer``.
-
-    See :meth:`MultiModalMixin._fit_input_centers`; one pass over ``x`` in blocks, with
-    sums per batch and, with ``classes``, per class and per batch over labelled rows.
-    """
-    device = layer.batch_center.device
-    width = layer.batch_center.shape[1]
-    labelled = None if classes is None else classes >= 0
-    n_class = 0 if classes is None else int(classes.max(initial=-1)) + 1
-    batch_t = torch.as_tensor(batch, device=device)
-    total = torch.zeros(n_batch, width, dtype=torch.float64, device=device)
-    if n_class:
-        class_t = torch.as_tensor(classes, device=device)
-        labelled_t = torch.as_tensor(labelled, device=device)
-        by_class = torch.zeros(n_class, width, dtype=torch.float64, device=device)
-        labelled_total = torch.zeros(n_batch, width, dtype=torch.float64, device=device)
-    for rows, block in row_batches(x, INFERENCE_BATCH, device):
-        v = layer.scale(block).double()
-        total.index_add_(0, batch_t[rows], v)
-        if n_class:
-            keep = labelled_t[rows]
-            by_class.index_add_(0, class_t[rows][keep], v[keep])
-            labelled_total.index_add_(0, batch_t[rows][keep], v[keep])
-    counts = torch.bincount(batch_t, minlength=n_batch).to(total.dtype)
-    overall = total.sum(0) / counts.sum()
-    centres = torch.where(counts[:, None] > 0, total / counts.clamp(min=1.0)[:, None], overall)
-    if not n_class:
-        return centres
-    pairs = torch.zeros(n_batch, n_class, dtype=torch.float64, device=device)
-    pairs.index_put_(
-        (batch_t[labelled_t], class_t[labelled_t]),
-        torch.ones(int(labelled.sum()), dtype=torch.float64, device=device),
-        accumulate=True,
-    )
-    shift = _additive_batch_effects(by_class, labelled_total, pairs)
-    n_labelled = pairs.sum(1, keepdim=True)
-    return torch.where(n_labelled > 0, overall + shift, centres)
-
-
-def _additive_batch_effects(
-    class_sums: torch.Tensor,
-    batch_sums: torch.Tensor,
-    counts: torch.Tensor,
-    max_iter: int = 500,
-    tol: float = 1e-7,
-) -> torch.Tensor:
-    """Batch effects ``beta`` of the two-way model ``x = alpha_type + beta_batch + noise``.
-
-    Least squares from the marginal sums alone (``class_sums`` ``(C, F)``,
-    ``batch_sums`` ``(B, F)`` over the labelled cells) and the ``(B, C)`` cell counts,
-    by alternating the normal equations ``alpha = (S_c - N^T beta) / N_c`` and
-    ``beta = (L_b - N alpha) / N_b`` (Gauss-Seidel; ComBat's location model with the
-    cell type as covariate). ``beta`` is centred to a zero mean over the labelled cells.
-    """
-    n_class = counts.sum(0).clamp(min=1.0)[:, None]
-    n_batch = counts.sum(1).clamp(min=1.0)[:, None]
-    beta = torch.zeros_like(batch_sums)
-    for _ in range(max_iter):
-        alpha = (class_sums - counts.T @ beta) / n_class
-        new = (batch_sums - counts @ alpha) / n_batch
-        done = bool((new - beta).abs().max() < tol)
-        beta = new
-        if done:
-            break
-    weights = counts.sum(1)
-    return beta - (weights @ beta) / weights.sum().clamp(min=1.0)

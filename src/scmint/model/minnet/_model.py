@@ -16,11 +16,13 @@ from scvi import REGISTRY_KEYS, settings
 from scvi.model.base import BaseModelClass
 
 from scmint.data import MuDataSetupMixin, indicator_key
+from scmint.data._backed import OnDiskRows
 from scmint.model._base import (
     Cells,
     MultiModalMixin,
     Normalization,
     check_positive_int,
+    fit_subsample,
     keep_torch_threads,
     resolve_normalization,
 )
@@ -86,13 +88,22 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
     embedding is unchanged). Without batch centring query cells of any batch are
     embedded directly (:meth:`get_latent_representation`, :meth:`predict`).
 
+    Data on disk: from a padded MuData read with ``backed=True`` MINNET trains on at
+    most :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) of the paired, labelled
+    cells, drawn at random (seeded by ``scvi.settings.seed``) and read into memory once:
+    its kNN graph and its pairs span the training cells, and a Siamese reference of
+    50,000 cells is far larger than the published ones. Everything else reads the file
+    chunk by chunk: embeddings and predictions of every cell; :meth:`translate`
+    averages the profiles of those training cells.
+
     Parameters
     ----------
     mdata
         Padded MuData registered with :meth:`setup_mudata` (``labels_key`` is required,
-        two modalities). Cells measured in both modalities and labelled are the
-        training cells; the registered values must be raw counts (or non-negative
-        normalised values) unless ``normalization="none"``.
+        two modalities), in memory or read with ``backed=True`` (see above). Cells
+        measured in both modalities and labelled are the training cells; the registered
+        values must be raw counts (or non-negative normalised values) unless
+        ``normalization="none"``.
     n_hidden
         Width of each modality's layer (768).
     n_latent
@@ -151,6 +162,7 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
     """
 
     _labels_required = True
+    _reads_from_disk = True
     _latent_key = "X_minnet"
     #: Space of :meth:`translate`'s output: ``"counts"``, counts or count-scale means
     #: (compared after ``log1p(x / rowsum * 1e4)``); ``"lognorm"`` would be that already.
@@ -213,10 +225,15 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
         self.normalization = norms
 
         reference = reference_attributes()
+        self._pool_data: dict[str, Any] = {}
         if reference is None:
             self._pool, self._pool_labels = self._training_pool()
             self.scalers_ = self._fit_scalers(
-                norms, target_sum, max_value, rows=dict.fromkeys(mods, self._pool)
+                norms,
+                target_sum,
+                max_value,
+                rows=dict.fromkeys(mods, self._pool),
+                data=self._pool_matrices(),
             )
         else:  # a query update: the reference's cell types and scalers, nothing to train
             self._pool = np.zeros(0, dtype=np.int64)
@@ -242,7 +259,9 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
         for m in mods:
             self.module.scalers[m].set_statistics(self.scalers_[m])
         with keep_torch_threads():
-            self._fit_input_centers(rows=dict.fromkeys(mods, self._pool))
+            self._fit_input_centers(
+                rows=dict.fromkeys(mods, self._pool), data=self._pool_matrices()
+            )
         self._distances = None
         self._reference_cache: dict[str, tuple[np.ndarray, Any]] = {}
         self._model_summary_string = (
@@ -274,6 +293,8 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
                 "get_latent_representation(query, modality=...)."
             )
         pool = np.flatnonzero(paired & labelled)
+        if self._on_disk():
+            pool = fit_subsample(pool)  # the training cells are read into memory
         if len(pool) < 2:
             raise ValueError(
                 f"MINNET trains on paired, labelled cells; {int(paired.sum())} cells are "
@@ -284,6 +305,28 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
         self.cell_types_ = np.asarray(present, dtype=object)
         lookup = {c: i for i, c in enumerate(present)}
         return pool, np.array([lookup[c] for c in labels[pool]], dtype=np.int64)
+
+    def _on_disk(self) -> bool:
+        """Whether the registered data stay on disk (a MuData read with ``backed=True``)."""
+        return isinstance(self._registered(self.modalities[0]), OnDiskRows)
+
+    def _pool_matrix(self, modality: str):
+        """The registered rows of the training cells in ``modality``, in memory.
+
+        From disk they are read once and kept (at most ``ON_DISK_FIT_CELLS`` cells).
+        """
+        if modality in self._pool_data:
+            return self._pool_data[modality]
+        x = self._registered(modality)[self._pool]
+        if isinstance(x, OnDiskRows):
+            x = self._pool_data[modality] = x.to_memory()
+        return x
+
+    def _pool_matrices(self) -> dict[str, Any] | None:
+        """The training cells' rows of every modality when read from disk, else None."""
+        if not self._on_disk() or not len(self._pool):
+            return None
+        return {m: self._pool_matrix(m) for m in self.modalities}
 
     # ------------------------------------------------------------------ training
     def _graph_distances(self):
@@ -297,7 +340,7 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
             if batch_key is not None:
                 obs[batch_key] = self.adata.obs[batch_key].to_numpy()[self._pool].astype(str)
             adata = ad.AnnData(
-                X=self._registered(m)[self._pool],
+                X=self._pool_matrix(m),
                 obs=obs,
                 var=pd.DataFrame(index=self.adata.mod[m].var_names.copy()),
             )
@@ -387,7 +430,7 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
         max_pairs = 20_000_000  # ~0.5 GB of prefetched pairs at most
         prefetch = max(1, min(max_epochs, max_pairs // (2 * len(train_cells)))) if exact else 1
         dataset = SiamesePairDataset(
-            [self._registered(m)[self._pool] for m in self.modalities],
+            [self._pool_matrix(m) for m in self.modalities],
             self._pool_labels,
             self.modalities,
             batches=self._cell_batch_codes(self.adata.obs)[self._pool],
@@ -473,8 +516,11 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
     def _reference(self, target: str, batch_size: int | None = None) -> tuple[np.ndarray, Any]:
         """Embedding (from ``target``) and ``target`` profiles of the reference cells."""
         if target not in self._reference_cache:
-            rows = np.flatnonzero(self._registered_mask(target))
-            x = self._registered(target)[rows]
+            if self._on_disk():  # the training cells, held in memory
+                rows, x = self._pool, self._pool_matrix(target)
+            else:
+                rows = np.flatnonzero(self._registered_mask(target))
+                x = self._registered(target)[rows]
             codes = self._cell_batch_codes(self.adata.obs)[rows] if self._encodes_batch else None
             self._reference_cache[target] = (
                 self._forward_matrix(x, target, "z", batch_size, codes),

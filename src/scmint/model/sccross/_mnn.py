@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from scmint.model._centres import batch_centres
 from scmint.pp._neighbors import EXACT_MAX_CELLS
 from scmint.pp._utils import (
     as_float_matrix,
@@ -239,18 +240,16 @@ def _lognorm_scaled(
     return out
 
 
-def group_means(x: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean row of each group ``0 .. n_groups - 1`` of ``x`` (0 for an empty group), and sizes."""
-    sums = np.zeros((n_groups, x.shape[1]))
-    np.add.at(sums, codes, x)
-    counts = np.bincount(codes, minlength=n_groups)
-    return sums / np.maximum(counts, 1)[:, None], counts
+def _center_by_group(
+    x: np.ndarray, groups: np.ndarray, classes: np.ndarray | None = None
+) -> np.ndarray:
+    """``x`` with each group's centre taken off its rows (in place).
 
-
-def _center_by_group(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """``x`` with each group's row mean taken off its rows (in place)."""
+    The centre is the group's mean, corrected for its composition in ``classes`` (cell
+    types, ``-1``: unlabelled) when given (:func:`scmint.model._centres.batch_centres`).
+    """
     codes, names = pd.factorize(groups)
-    x -= group_means(x, codes, len(names))[0][codes]
+    x -= batch_centres(x, codes, len(names), classes)[codes].astype(x.dtype)
     return x
 
 
@@ -294,6 +293,7 @@ def mnn_prior(
     layer: str | Mapping[str, str | None] | None = None,
     random_state: int | None = 0,
     batches: Mapping[str, np.ndarray] | None = None,
+    labels: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """ScCross's common-gene MNN prior: one ``n_comps``-d vector per cell of each modality.
 
@@ -326,6 +326,10 @@ def mnn_prior(
         scaled genes within each modality before the MNN correction, so that the prior
         does not carry the batches' shifts (a scmint extension for ``batch_key``; not
         with metacells, whose profiles mix batches). ``None``: as published.
+    labels
+        With ``batches``: ``{modality: cell-type class code of each cell}`` (``-1``:
+        unlabelled), so that the batch centres are corrected for each batch's
+        cell-type composition (:mod:`scmint.model._centres`); ``None``: plain means.
 
     Returns
     -------
@@ -365,7 +369,8 @@ def mnn_prior(
     scaled = {m: _lognorm_scaled(counts[m], genes=genes) for m in names}
     if batches is not None and cells_per_metacell is None:
         for m in names:
-            scaled[m] = _center_by_group(scaled[m], np.asarray(batches[m]))
+            classes = None if labels is None else np.asarray(labels[m])
+            scaled[m] = _center_by_group(scaled[m], np.asarray(batches[m]), classes)
     corrected, n_pairs = mnn_correct(
         *(scaled[m] for m in names), n_neighbors=n_neighbors, random_state=random_state
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
 from math import ceil
 from pathlib import Path
 from typing import Any, Literal
@@ -28,8 +27,10 @@ from scmint.model._base import (
     MultiModalMixin,
     check_positive_int,
     keep_torch_threads,
+    loading_saved_model,
     resolve_per_modality,
 )
+from scmint.model._centres import batch_centres
 from scmint.model._generative import (
     EvidenceMixin,
     NormalizedExpressionMixin,
@@ -52,7 +53,7 @@ from scmint.tl import smoothing_operator
 from scmint.train import GeneratorDiscriminatorPlan, QuietTrainRunner, progress_epochs
 
 from ._gene_sets import GeneSetScorePCA
-from ._mnn import common_gene_names, group_means, mnn_prior
+from ._mnn import common_gene_names, mnn_prior
 from ._module import FINETUNE, PRETRAIN, SCCROSSModule
 
 Representation = Literal["pca", "lsi", "scaled"]
@@ -63,8 +64,6 @@ PEAK_NAMES = ("atac", "peaks", "peak", "chromatin", "accessibility")
 PROTEIN_NAMES = ("adt", "protein", "proteins", "prot", "cite", "antibody", "antibodies")
 MIN_SHARED_GENES = 50
 """Shared genes needed for the automatic MNN prior."""
-_LOADING: ContextVar[bool] = ContextVar("sccross_loading", default=False)
-"""Set while :meth:`SCCROSS.load` builds the model: fitted attributes come from the file."""
 
 
 def _merge_histories(first: dict | None, second: dict | None) -> dict:
@@ -136,7 +135,10 @@ class SCCROSS(
     expression of every gene, which the per-batch decoders model, no longer reaches the
     encoders, nor the MNN prior (computed on batch-centred genes). On the simulator with
     a strong batch effect this mixes the batches (see
-    BENCHMARKS.md, batch removal); it assumes batches of similar cell-type composition
+    BENCHMARKS.md, batch removal). With ``labels_key`` the centres (of the encoder
+    inputs and of the prior's genes) are corrected for each batch's cell-type
+    composition, as in CLUE, CONAAE and MINNET (:mod:`scmint.model._centres`); without
+    labels they are the batches' means, which assumes batches of similar composition
     (as ComBat without covariates). Query cells then need their batch in ``obs``.
 
     **New batches.** :meth:`load_query_data` (scArches, as for CLUE) adds the new
@@ -331,7 +333,7 @@ class SCCROSS(
                 gene_matrices, gene_annotation, protein_genes, prior_kwargs, center_batches
             )
             # on load the centres come from the file; one saved before they existed has none
-            fit_centers = center_batches and not _LOADING.get()
+            fit_centers = center_batches and not loading_saved_model()
             self.batch_centers_ = self._fit_batch_centers() if fit_centers else None
         else:  # the query cells go through the reference's transforms; the prior is its own
             self.transforms_ = reference["transforms_"]
@@ -490,12 +492,17 @@ class SCCROSS(
         usable = self._prior_modalities(matrices, explicit=bool(given))
         if usable is None:
             return None, {}
-        batches = None
+        batches = labels = None
         if center_batches and self.summary_stats.n_batch > 1:
             codes = self._cell_batch_codes(self.adata.obs)
             batches = {m: codes[self._registered_mask(m)] for m in usable}
+            classes = self._centering_classes()
+            if classes is not None:
+                labels = {m: classes[self._registered_mask(m)] for m in usable}
         with keep_torch_threads():
-            prior, info = mnn_prior({m: matrices[m] for m in usable}, batches=batches, **kwargs)
+            prior, info = mnn_prior(
+                {m: matrices[m] for m in usable}, batches=batches, labels=labels, **kwargs
+            )
         out = {}
         for m in mods:
             table = np.zeros((self.adata.n_obs, kwargs["n_comps"]), dtype=np.float32)
@@ -681,22 +688,26 @@ class SCCROSS(
     def _fit_batch_centers(
         self, reference: Mapping[str, np.ndarray] | None = None
     ) -> dict[str, np.ndarray] | None:
-        """Mean reduced encoder input of each batch in each modality (``None``: one batch).
+        """Centre of the reduced encoder inputs of each batch in each modality.
 
-        A batch without cells in a modality gets that modality's mean over all its cells.
-        With ``reference`` (a query update), the reference's batches keep its centres and
-        the new batches get their own cells' means.
+        ``None`` with one batch. With cell-type labels the centres are corrected for each
+        batch's composition (:mod:`scmint.model._centres`), else they are the batches'
+        means; a batch without cells in a modality gets that modality's mean over all its
+        cells. With ``reference`` (a query update), the reference's batches keep its
+        centres and the new batches get their own cells' means.
         """
         n_batch = self.summary_stats.n_batch
         if n_batch < 2:
             return None
         all_codes = self._cell_batch_codes(self.adata.obs)
+        classes = None if reference is not None else self._centering_classes()
         centers = {}
         for m in self.modalities:
             rows = np.flatnonzero(self._registered_mask(m))
             rep = self._reduce(self._registered(m)[rows], m).astype(np.float64)
-            means, counts = group_means(rep, all_codes[rows], n_batch)
-            table = np.where(counts[:, None] > 0, means, rep.mean(axis=0))
+            table = batch_centres(
+                rep, all_codes[rows], n_batch, None if classes is None else classes[rows]
+            )
             if reference is not None:
                 n_ref = reference[m].shape[0]
                 table[:n_ref] = reference[m]
@@ -1043,10 +1054,6 @@ class SCCROSS(
 
         A model saved before batch centring existed loads without it, as it was trained.
         """
-        token = _LOADING.set(True)
-        try:
-            model = super().load(dir_path, adata=adata, **kwargs)
-        finally:
-            _LOADING.reset(token)
+        model = super().load(dir_path, adata=adata, **kwargs)
         model.module.stage = FINETUNE
         return model
