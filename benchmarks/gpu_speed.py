@@ -90,11 +90,13 @@ def train_scmint(
     epochs: int,
     timer: EpochTimer,
     train_fraction: float = 1.0,
-):
-    """Build and train one scmint model on every cell; returns the build time.
+) -> tuple[float, int]:
+    """Build and train one scmint model on every cell; the build time and cells trained.
 
     A MuData read with ``backed=True`` must be padded already (it is trained from disk);
-    ``train_fraction`` < 1 stops each epoch after that share of its minibatches.
+    ``train_fraction`` < 1 stops each epoch after that share of its minibatches. The
+    cells an epoch trains on are every cell, except for MINNET (its paired, labelled
+    training cells; from disk at most ``ON_DISK_FIT_CELLS`` of them).
     """
     import scmint.model
     from scmint.data import pad_mudata
@@ -126,7 +128,7 @@ def train_scmint(
     if name == "clue":
         train.update(reduce_lr_on_plateau=False, restore_best=False)
     net.train(**train)
-    return build
+    return build, len(net._pool) if name == "minnet" else padded.n_obs
 
 
 def train_multivi(mdata: md.MuData, info: dict, epochs: int, timer: EpochTimer) -> float:
@@ -234,7 +236,7 @@ def main() -> None:  # noqa: D103
             if name == "multivi":
                 build = train_multivi(mdata, info, args.epochs, timer)
             else:
-                build = train_scmint(name, mdata, info, args.epochs, timer)
+                build, _ = train_scmint(name, mdata, info, args.epochs, timer)
             error = ""
         except Exception as e:  # noqa: BLE001 - one failing model must not stop the others
             build, error = float("nan"), f"{type(e).__name__}: {e}"[:300]

@@ -129,22 +129,23 @@ def run_one(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     if method == "multivi":
-        build = train_multivi(mdata, info, epochs, timer)
+        build, trained = train_multivi(mdata, info, epochs, timer), mdata.n_obs
     else:
-        build = train_scmint(method, mdata, info, epochs, timer, train_fraction)
+        build, trained = train_scmint(method, mdata, info, epochs, timer, train_fraction)
     start, end = timer.epochs[-1]
     epoch = (end - start) / train_fraction
     return {
         "method": method,
         "data": "memory" if path is None else "disk",
         "cells": mdata.n_obs,
+        "train_cells": trained,  # MINNET from disk: a subsample (ON_DISK_FIT_CELLS)
         "features": sum(a.n_vars for a in mdata.mod.values()),
         "load_s": round(load, 1),
         "build_s": round(build, 1),
         "epoch_fraction": train_fraction,
         "measured_s": round(end - start, 2),
         "epoch_s": round(epoch, 2),
-        "cells_per_s": round(mdata.n_obs / epoch),
+        "cells_per_s": round(trained / epoch),
         "gpu_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20)
         if torch.cuda.is_available()
         else None,
