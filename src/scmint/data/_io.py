@@ -31,9 +31,10 @@ def read_h5mu(path: str | Path, backed: Literal["r", "r+"] | bool | None = None)
         The ``.h5mu`` file.
     backed
         Passed to :func:`mudata.read_h5mu` (``"r"`` or ``True`` keeps the matrices on
-        disk). CLUE, CONAAE and MINNET train and infer from such a MuData when it is
-        padded (write one once: ``scmint.data.write_h5mu(scmint.data.pad_mudata(mdata),
-        path)``), reading cells chunk by chunk (:class:`~scmint.data.OnDiskRows`).
+        disk). Every model (CLUE, CONAAE, MINNET, SCCROSS) trains and infers from such
+        a MuData when it is padded (write one once:
+        ``scmint.data.write_h5mu(scmint.data.pad_mudata(mdata), path)``), reading cells
+        chunk by chunk (:class:`~scmint.data.OnDiskRows`).
 
     Returns
     -------

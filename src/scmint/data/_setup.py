@@ -317,9 +317,9 @@ class MuDataSetupMixin:
             Padded MuData (see :func:`scmint.data.pad_mudata`). Registration adds
             scvi-tools' bookkeeping columns (``_scvi_batch``, ``_scvi_labels``,
             ``_scmint_labels``) to ``mdata.obs`` and ``uns["_scvi_*"]``; nothing else of
-            it changes. Models with ``_reads_from_disk`` (CLUE, CONAAE, MINNET) also take
-            one read with ``mudata.read_h5mu(path, backed=True)``: its matrices stay in the
-            file and are read chunk by chunk (pad and write it first:
+            it changes. Every model (``_reads_from_disk``) also takes one read with
+            ``mudata.read_h5mu(path, backed=True)``: its matrices stay in the file and are
+            read chunk by chunk (pad and write it first:
             ``scmint.data.write_h5mu(scmint.data.pad_mudata(mdata), path)``).
         modalities
             Modality names to use, in order; default all of ``mdata.mod``.

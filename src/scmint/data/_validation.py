@@ -86,25 +86,21 @@ def check_modalities(mdata: md.MuData, modalities: Sequence[str]) -> list[str]:
     return modalities
 
 
-def check_in_memory(
-    data: md.MuData | ad.AnnData,
-    what: str = "The MuData",
-    on_disk_models: Sequence[str] = ("CLUE", "CONAAE", "MINNET"),
-) -> None:
+def check_in_memory(data: md.MuData | ad.AnnData, what: str = "The MuData") -> None:
     """Raise if ``data`` (or one of its modalities) was read with ``backed=True``.
 
-    For the places that need the data in memory (padding, query cells, the models that
-    do not read from disk); an on-disk MuData would otherwise fail later with a
-    misleading message about non-numeric values.
+    For the steps that need the data in memory (padding, query cells); an on-disk
+    MuData would otherwise fail later with a misleading message about non-numeric
+    values. The models themselves train and infer from a padded on-disk MuData.
     """
     parts = [data] if isinstance(data, ad.AnnData) else [data, *data.mod.values()]
     if any(getattr(part, "isbacked", False) for part in parts):
-        readers = ", ".join(on_disk_models)
         raise ValueError(
             f"{what} is backed (read with backed=True, its matrices stay on disk), and this "
-            f"step reads data held in memory (models that train from disk: {readers}). "
-            "Read it without backed (mudata.read_h5mu(path) or scmint.data.read_h5mu"
-            "(path)), or, for an AnnData, call adata.to_memory()."
+            "step reads data held in memory (the models read a padded MuData from disk, "
+            "but padding and query cells do not). Read it without backed "
+            "(mudata.read_h5mu(path) or scmint.data.read_h5mu(path)), or, for an AnnData, "
+            "call adata.to_memory()."
         )
 
 

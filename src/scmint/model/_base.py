@@ -178,6 +178,10 @@ class MultiModalMixin:
             return OnDiskRows(x)
         return sparse.csr_matrix(x) if sparse.issparse(x) else np.asarray(x)
 
+    def _on_disk(self) -> bool:
+        """Whether the registered data stay on disk (a MuData read with ``backed=True``)."""
+        return isinstance(self._registered(self.modalities[0]), OnDiskRows)
+
     def _fit_rows(self, modality: str, rows: np.ndarray):
         """Registered rows ``rows`` of ``modality`` in memory, to fit a transform on.
 

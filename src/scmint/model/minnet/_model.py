@@ -306,10 +306,6 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
         lookup = {c: i for i, c in enumerate(present)}
         return pool, np.array([lookup[c] for c in labels[pool]], dtype=np.int64)
 
-    def _on_disk(self) -> bool:
-        """Whether the registered data stay on disk (a MuData read with ``backed=True``)."""
-        return isinstance(self._registered(self.modalities[0]), OnDiskRows)
-
     def _pool_matrix(self, modality: str):
         """The registered rows of the training cells in ``modality``, in memory.
 

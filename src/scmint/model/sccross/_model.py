@@ -21,11 +21,13 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from torch.distributions import Normal, kl_divergence
 
 from scmint.data import MuDataSetupMixin, RegisteredDataSplitter, row_batches
+from scmint.data._backed import OnDiskRows, in_memory
 from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
     MultiModalMixin,
     check_positive_int,
+    fit_subsample,
     keep_torch_threads,
     loading_saved_model,
     resolve_per_modality,
@@ -149,11 +151,21 @@ class SCCROSS(
     ``get_normalized_expression(transform_batch=...)`` decode in a new batch. With
     ``center_batches=False`` the encoders embed query cells of any batch directly.
 
+    **Data on disk.** From a padded MuData read with ``backed=True`` SCCROSS trains on
+    every cell, reading minibatches from the file (:mod:`scmint.data._backed`). What
+    needs cells in memory is fitted on at most
+    :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) cells of each modality, drawn
+    at random (seeded by ``scvi.settings.seed``): the PCA / LSI (and gene-set) transforms
+    and the MNN prior, whose Gram terms then act on those cells only. The reduced,
+    smoothed encoder inputs of every cell (``cells x n_components`` per modality) and the
+    smoothing graph are computed chunk by chunk and held in memory.
+
     Parameters
     ----------
     mdata
         Padded MuData registered with :meth:`setup_mudata` (two or more modalities,
-        raw counts for count likelihoods).
+        raw counts for count likelihoods), in memory or read with ``backed=True`` (see
+        **Data on disk**).
     n_latent
         Dimension of ``u_k`` and ``z`` (50).
     n_hidden, n_layers, dropout
@@ -254,6 +266,7 @@ class SCCROSS(
 
     _module_cls = SCCROSSModule
     _per_cell_attributes = ("prior_", "prior_info_")
+    _reads_from_disk = True
     _query_attributes = ("batch_centers_",)  # the reference's plus the new batches' own
     _training_plan_cls = GeneratorDiscriminatorPlan
     _data_splitter_cls = RegisteredDataSplitter
@@ -443,7 +456,7 @@ class SCCROSS(
                 else:
                     t = FeatureScaler(max_value=10.0)
                 transforms[m] = t.fit(
-                    self._registered(m)[rows], feature_names=self.adata.mod[m].var_names
+                    self._fit_rows(m, rows), feature_names=self.adata.mod[m].var_names
                 )
         return transforms
 
@@ -470,7 +483,7 @@ class SCCROSS(
             rows = np.flatnonzero(self._registered_mask(m))
             with keep_torch_threads():
                 fitted[m] = GeneSetScorePCA(sets, n_comps=int(n_comps)).fit(
-                    self._registered(m)[rows], feature_names=self.adata.mod[m].var_names
+                    self._fit_rows(m, rows), feature_names=self.adata.mod[m].var_names
                 )
         return fitted
 
@@ -488,17 +501,21 @@ class SCCROSS(
         unknown = [m for m in given if m not in mods]
         if unknown:
             raise KeyError(f"gene_matrices names modalities {unknown} not among {mods}.")
-        matrices, sources = self._gene_centric_matrices(given, gene_annotation, protein_genes)
+        # every measured cell; from disk a random subsample of them (the others get none)
+        rows = {m: np.flatnonzero(self._registered_mask(m)) for m in mods}
+        if self._on_disk():
+            rows = {m: fit_subsample(r) for m, r in rows.items()}
+        matrices, sources = self._gene_centric_matrices(given, gene_annotation, protein_genes, rows)
         usable = self._prior_modalities(matrices, explicit=bool(given))
         if usable is None:
             return None, {}
         batches = labels = None
         if center_batches and self.summary_stats.n_batch > 1:
             codes = self._cell_batch_codes(self.adata.obs)
-            batches = {m: codes[self._registered_mask(m)] for m in usable}
+            batches = {m: codes[rows[m]] for m in usable}
             classes = self._centering_classes()
             if classes is not None:
-                labels = {m: classes[self._registered_mask(m)] for m in usable}
+                labels = {m: classes[rows[m]] for m in usable}
         with keep_torch_threads():
             prior, info = mnn_prior(
                 {m: matrices[m] for m in usable}, batches=batches, labels=labels, **kwargs
@@ -507,7 +524,8 @@ class SCCROSS(
         for m in mods:
             table = np.zeros((self.adata.n_obs, kwargs["n_comps"]), dtype=np.float32)
             if m in prior:
-                table[self._registered_mask(m)] = prior[m]
+                table[self._registered_mask(m)] = np.nan  # measured, no prior (subsample)
+                table[rows[m]] = prior[m]
             out[m] = table
         info["modalities"] = usable
         info["gene_sources"] = {m: sources[m] for m in usable}
@@ -534,8 +552,11 @@ class SCCROSS(
         given: Mapping[str, ad.AnnData],
         gene_annotation: pd.DataFrame | str | Path | None,
         protein_genes: ProteinTable | None,
+        rows: Mapping[str, np.ndarray],
     ) -> tuple[dict[str, ad.AnnData], dict[str, str]]:
         """Cells x genes counts of each modality that has them, for the MNN prior.
+
+        Over the registered cells ``rows[m]`` of each modality.
 
         In order: the user's ``gene_matrices``; gene activity of a peak modality from
         ``gene_annotation``; a protein modality's counts on the genes that encode its
@@ -548,8 +569,7 @@ class SCCROSS(
             coordinates, coordinates_from = self._gene_coordinates()
         matrices, sources = {}, {}
         for m in self.modalities:
-            rows = np.flatnonzero(self._registered_mask(m))
-            names = self.adata.obs_names[rows]
+            names = self.adata.obs_names[rows[m]]
             kind = self._feature_kind(m)
             if m in given:
                 g = given[m]
@@ -558,7 +578,7 @@ class SCCROSS(
                 pos = pd.Index(g.obs_names).get_indexer(names)
                 if (pos < 0).any():
                     raise ValueError(
-                        f"gene_matrices['{m}'] lacks {int((pos < 0).sum())} of the {len(rows)} "
+                        f"gene_matrices['{m}'] lacks {int((pos < 0).sum())} of the {len(names)} "
                         f"cells measured in '{m}' (matched by obs_names, e.g. "
                         f"{list(names[pos < 0][:3])})."
                     )
@@ -567,7 +587,7 @@ class SCCROSS(
                 continue
             else:
                 own = ad.AnnData(
-                    X=sparse.csr_matrix(self._registered(m)[rows]),
+                    X=sparse.csr_matrix(in_memory(self._registered(m)[rows[m]])),
                     obs=pd.DataFrame(index=names),
                     var=pd.DataFrame(index=self.adata.mod[m].var_names),
                 )
@@ -674,8 +694,14 @@ class SCCROSS(
         """The stored training transforms of ``modality`` applied to rows ``x``.
 
         With the rows' batch codes ``batch`` and fitted batch centres, each row's batch
-        mean is taken off (see **Batches** in the class docstring).
+        mean is taken off (see **Batches** in the class docstring). Rows on disk are
+        read and reduced chunk by chunk.
         """
+        if isinstance(x, OnDiskRows):
+            out = np.empty((len(x), self._input_width(modality)), dtype=np.float32)
+            for pos, block in x.chunks():
+                out[pos] = self._reduce(block, modality, None if batch is None else batch[pos])
+            return out
         with keep_torch_threads():
             rep = self.transforms_[modality].transform(x)
             scores = self.gene_set_transforms_.get(modality)

@@ -190,7 +190,8 @@ class SCCROSSModule(BaseModuleClass):
         inputs
             ``{modality: n_cells x n_input}`` (rows of unmeasured cells are ignored).
         prior
-            ``{modality: n_cells x n_prior}`` or ``None``.
+            ``{modality: n_cells x n_prior}`` or ``None``. A row of NaN: a cell without a
+            prior (from disk the prior spans a subsample), left out of the Gram terms.
         """
         device = next(self.parameters()).device
         for i, m in enumerate(self.modalities):
@@ -313,10 +314,13 @@ class SCCROSSModule(BaseModuleClass):
         present = self._present(has)
         if len(present) < 2:
             return None
-        prior = {m: self._table("prior", m)[index[has[m]]] for m in present}
+        prior, kept = {}, {}
+        for m in present:
+            p = self._table("prior", m)[index[has[m]]]
+            known = torch.isfinite(p).all(dim=1)  # NaN rows: cells without a prior
+            prior[m], kept[m] = p[known], codes[m][known]
         terms = [
-            gram_alignment_loss(prior[a], prior[b], codes[a], codes[b])
-            for a, b in pairwise(present)
+            gram_alignment_loss(prior[a], prior[b], kept[a], kept[b]) for a, b in pairwise(present)
         ]
         return torch.stack(terms).mean()
 
