@@ -176,6 +176,26 @@ def test_a_file_sorted_by_batch_warns_and_shuffled_cells_mix(bmmc_multiome, smal
             assert (back["atac"].X[0] != padded["atac"].X[row]).nnz == 0
 
 
+def _labelled_from_disk(model_cls, path):
+    """``model_cls`` set up with labels on the file read with ``backed=True`` (seed 0)."""
+    on_disk = md.read_h5mu(path, backed=True)
+    scvi.settings.seed = 0
+    model_cls.setup_mudata(on_disk, labels_key="cell_type")
+    return model_cls(on_disk), on_disk
+
+
+def _embeds_as_in_memory(model, padded, folder, rtol: float, atol: float) -> None:
+    """Inference from disk equals inference of the same weights on the data in memory."""
+    model.save(folder)
+    same = type(model).load(folder, adata=padded)
+    np.testing.assert_allclose(
+        model.get_latent_representation(modality="atac"),
+        same.get_latent_representation(modality="atac"),
+        rtol=rtol,
+        atol=atol,
+    )
+
+
 def _fit_clue(mdata, epochs: int) -> CLUE:
     scvi.settings.seed = 0
     CLUE.setup_mudata(mdata, batch_key="batch")
@@ -223,10 +243,7 @@ def test_conaae_trains_from_disk_with_scalers_fitted_on_a_subsample(
 
     monkeypatch.setattr(_base, "ON_DISK_FIT_CELLS", 200)
     padded, path = multiome_files
-    on_disk = md.read_h5mu(path, backed=True)
-    scvi.settings.seed = 0
-    CONAAE.setup_mudata(on_disk, labels_key="cell_type")
-    model = CONAAE(on_disk)
+    model, on_disk = _labelled_from_disk(CONAAE, path)
     # the scaler statistics are those of 200 of the 500 cells, drawn with the seed
     rows = _base.fit_subsample(np.arange(padded.n_obs), 200)
     assert len(rows) == 200 and np.all(np.diff(rows) > 0)
@@ -239,14 +256,7 @@ def test_conaae_trains_from_disk_with_scalers_fitted_on_a_subsample(
     # epochs from disk take long: the bar is Lightning's per-minibatch one, with an ETA
     bar = model.trainer.progress_bar_callback
     assert isinstance(bar, RichProgressBar | TQDMProgressBar), bar
-    model.save(tmp_path / "conaae")
-    same = CONAAE.load(tmp_path / "conaae", adata=padded)
-    np.testing.assert_allclose(
-        model.get_latent_representation(modality="atac"),
-        same.get_latent_representation(modality="atac"),
-        rtol=1e-5,
-        atol=1e-6,
-    )
+    _embeds_as_in_memory(model, padded, tmp_path / "conaae", rtol=1e-5, atol=1e-6)
 
 
 def test_minnet_from_disk_trains_as_from_memory(multiome_files, small_blocks, tmp_path):
@@ -288,10 +298,7 @@ def test_minnet_from_disk_trains_on_a_subsample_of_the_cells(
 
     monkeypatch.setattr(_base, "ON_DISK_FIT_CELLS", 200)
     padded, path = multiome_files
-    on_disk = md.read_h5mu(path, backed=True)
-    scvi.settings.seed = 0
-    MINNET.setup_mudata(on_disk, labels_key="cell_type")
-    model = MINNET(on_disk)
+    model, on_disk = _labelled_from_disk(MINNET, path)
     # the training cells: 200 of the paired, labelled cells, drawn with the seed
     paired = np.logical_and.reduce(
         [padded.obs[scmint.data.indicator_key(m)].to_numpy() > 0 for m in ("rna", "atac")]
@@ -354,15 +361,7 @@ def test_sccross_from_disk_fits_what_memory_fits_and_reads_the_file(
     assert on_disk.isbacked and on_disk["atac"].isbacked
     z = [disk.get_latent_representation(modality=m) for m in ("rna", "atac")]
     assert foscttm(*z) < 0.4  # paired cells: chance is 0.5
-    # inference from disk equals inference of the same weights on the data in memory
-    disk.save(tmp_path / "sccross")
-    same = SCCROSS.load(tmp_path / "sccross", adata=padded)
-    np.testing.assert_allclose(
-        disk.get_latent_representation(modality="atac"),
-        same.get_latent_representation(modality="atac"),
-        rtol=1e-4,
-        atol=1e-5,
-    )
+    _embeds_as_in_memory(disk, padded, tmp_path / "sccross", rtol=1e-4, atol=1e-5)
 
 
 def test_sccross_from_disk_fits_its_prior_on_a_subsample(
