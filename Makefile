@@ -10,6 +10,11 @@ STAMP := $(VENV)/.scmint-installed
 TORCH ?= torch==2.13.0
 DEMO_OUT ?= demo_output
 
+# pytest-xdist workers (each gets cores / workers torch threads; see tests/conftest.py).
+# Files stay whole on one worker (--dist loadfile), so module fixtures are built once.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 NEWEST ?= .venv-newest
 # The tests run a second time against the newest pandas, numpy and anndata on the
 # registry: laid over .venv with `pip --target` (no dependency resolution, since anndata
@@ -37,7 +42,7 @@ lint: $(STAMP)
 # `make test` also runs the tests of the approximate-neighbour paths (pynndescent compiles
 # for about a minute per process); plain `pytest` skips them unless SCMINT_SLOW_TESTS=1.
 test: lint
-	SCMINT_SLOW_TESTS=1 $(BIN)/python -m pytest
+	SCMINT_SLOW_TESTS=1 $(PYTEST)
 
 $(NEWEST)/.installed: $(STAMP)
 	rm -rf $(NEWEST)
@@ -45,7 +50,7 @@ $(NEWEST)/.installed: $(STAMP)
 	touch $@
 
 test-newest: $(NEWEST)/.installed
-	PYTHONPATH=$(NEWEST) $(BIN)/python -m pytest -p no:cacheprovider
+	PYTHONPATH=$(NEWEST) $(PYTEST) -p no:cacheprovider
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html

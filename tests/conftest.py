@@ -9,6 +9,22 @@ from threadpoolctl import threadpool_limits
 
 md.set_options(pull_on_update=False)
 
+
+def pytest_configure(config) -> None:
+    """Share the cores among pytest-xdist workers (``make test`` runs two).
+
+    Each worker gets ``cores // workers`` torch and BLAS threads: two workers of one thread
+    finish the suite much sooner on two cores than one worker of two threads, since most
+    tests train tiny models where a second thread barely helps.
+    """
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        threadpool_limits(threads)
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

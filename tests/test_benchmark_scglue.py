@@ -42,16 +42,17 @@ def test_scglue_clue_p1_aligns_query_cells(cite_p1):
     assert foscttm(z_a, z_b) < 0.3
 
 
-def test_scglue_clue_is_deterministic(cite_p1):
+def test_scglue_clue_is_deterministic(cite_p1, one_thread):
     runs = [fit_scglue_clue(cite_p1, max_epochs=2, seed=3, use_gpu=False) for _ in range(2)]
     other = fit_scglue_clue(cite_p1, max_epochs=2, seed=4, use_gpu=False)  # another seed
     for m in cite_p1.modalities:
-        # same seed: equal up to float summation order across threads, which two epochs
-        # amplify to ~1e-4; another seed moves the embedding by ~1e-1
+        # same seed on one thread: the same embedding up to float rounding (with several
+        # threads the summation order varies, which two epochs amplify to ~5e-3); another
+        # seed moves the embedding by ~1e-1
         same = np.abs(runs[0].embeddings[m] - runs[1].embeddings[m]).max()
         different = np.abs(other.embeddings[m] - runs[0].embeddings[m]).max()
-        assert same < 5e-3
-        assert same < 0.05 * different
+        assert same < 1e-5
+        assert different > 1e-2
 
 
 def test_scglue_clue_p3_mosaic_embeds_single_modality_cells():
