@@ -25,6 +25,7 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(threads)
         threadpool_limits(threads)
 
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
