@@ -291,8 +291,12 @@ def test_minnet_from_disk_trains_as_from_memory(multiome_files, small_blocks, tm
     )
 
 
+def _refit_fails(*args, **kwargs):
+    raise AssertionError("load refitted what the file holds")
+
+
 def test_minnet_from_disk_trains_on_a_subsample_of_the_cells(
-    multiome_files, small_blocks, monkeypatch
+    multiome_files, small_blocks, monkeypatch, tmp_path
 ):
     from scmint.model import _base
 
@@ -316,6 +320,16 @@ def test_minnet_from_disk_trains_on_a_subsample_of_the_cells(
     assert z.shape == (padded.n_obs, 32) and np.isfinite(z).all()
     translated = model.translate(source="rna", target="atac", indices=np.arange(10))
     assert translated.shape == (10, padded["atac"].n_vars)
+    # load: the same training cells (not drawn again with today's seed), whose profiles
+    # translate averages, and the saved scalers; nothing is subsampled or fitted again
+    model.save(tmp_path / "minnet")
+    scvi.settings.seed = 123
+    monkeypatch.setattr("scmint.model.minnet._model.fit_subsample", _refit_fails)
+    monkeypatch.setattr(_base, "make_feature_scaler", _refit_fails)
+    loaded = MINNET.load(tmp_path / "minnet", adata=md.read_h5mu(path, backed=True))
+    np.testing.assert_array_equal(loaded._pool, expected)
+    again = loaded.translate(source="rna", target="atac", indices=np.arange(10))
+    np.testing.assert_allclose(again.X.toarray(), translated.X.toarray(), rtol=1e-5)
 
 
 @pytest.fixture
@@ -365,7 +379,7 @@ def test_sccross_from_disk_fits_what_memory_fits_and_reads_the_file(
 
 
 def test_sccross_from_disk_fits_its_prior_on_a_subsample(
-    simulated_files, small_blocks, monkeypatch
+    simulated_files, small_blocks, monkeypatch, tmp_path
 ):
     from scmint.model import _base
 
@@ -380,6 +394,19 @@ def test_sccross_from_disk_fits_its_prior_on_a_subsample(
     model.train(max_epochs=2, pretrain_epochs=1, **QUIET)
     losses = model.history["train_loss"].to_numpy(dtype=float)
     assert np.isfinite(losses).all()
+    # load takes the transforms and the prior from the file instead of refitting them
+    model.save(tmp_path / "sccross")
+    for name in ("mnn_prior", "fit_subsample", "SCCROSS._fit_transforms"):
+        monkeypatch.setattr(f"scmint.model.sccross._model.{name}", _refit_fails)
+    loaded = SCCROSS.load(tmp_path / "sccross", adata=md.read_h5mu(path, backed=True))
+    for m in ("rna", "atac"):
+        np.testing.assert_array_equal(loaded.prior_[m], model.prior_[m])
+    np.testing.assert_allclose(
+        loaded.get_latent_representation(modality="atac"),
+        model.get_latent_representation(modality="atac"),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_padding_needs_the_data_in_memory(multiome_files):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from math import ceil, floor
+from pathlib import Path
 from typing import Any, Literal
 
 import anndata as ad
@@ -25,6 +26,8 @@ import scvi
 import torch
 from scipy import sparse
 from scvi import REGISTRY_KEYS
+from scvi.model.base._constants import SAVE_KEYS
+from scvi.model.base._save_load import _load_saved_files
 
 from scmint._threads import keep_torch_threads
 from scmint.data import data_key, indicator_key, mask_key, prepare_query_mudata, row_batches
@@ -40,13 +43,25 @@ Normalization = InputNormalization
 NORMALIZATIONS: tuple[str, ...] = INPUT_NORMALIZATIONS
 INFERENCE_BATCH = 1024
 
-_LOADING: ContextVar[bool] = ContextVar("scmint_loading", default=False)
-"""Set while :meth:`MultiModalMixin.load` builds a model: fitted state comes from the file."""
+_LOADING: ContextVar[dict | None] = ContextVar("scmint_loading", default=None)
+"""Set while :meth:`MultiModalMixin.load` builds a model: the saved attributes."""
 
 
 def loading_saved_model() -> bool:
     """Whether the model being built is being loaded (its fitted state then comes from the file)."""
-    return _LOADING.get()
+    return _LOADING.get() is not None
+
+
+def saved_attribute(name: str) -> Any:
+    """While :meth:`MultiModalMixin.load` builds a model, the saved value of ``name``, else None.
+
+    What a model fits over its training cells in ``__init__`` (scalers, PCA / LSI, a
+    prior, the training subsample) is taken from the file instead of being fitted again
+    over the data passed to ``load`` (scvi-tools would then overwrite it anyway); None
+    also for a file saved before the attribute existed, which is then fitted as before.
+    """
+    saved = _LOADING.get()
+    return None if saved is None else saved.get(name)
 
 
 ON_DISK_FIT_CELLS = 50_000
@@ -239,6 +254,8 @@ class MultiModalMixin:
         for m in self.modalities:
             if normalization[m] != "none":
                 self._check_nonnegative(m, normalization[m])
+        if saved_attribute("scalers_") is not None:
+            return saved_attribute("scalers_")
         scalers = {}
         with keep_torch_threads():
             for m in self.modalities:
@@ -695,7 +712,11 @@ class MultiModalMixin:
         The data passed as ``adata`` are checked as at training; what the model fitted
         over its training cells (batch centres) comes from the file, not from ``adata``.
         """
-        token = _LOADING.set(True)
+        saved = {}
+        model_file = Path(dir_path) / f"{kwargs.get('prefix') or ''}{SAVE_KEYS.MODEL_FNAME}"
+        if model_file.exists():  # else scvi-tools downloads it (backup_url) and refits
+            saved = _load_saved_files(dir_path, False, kwargs.get("prefix"), map_location="cpu")[0]
+        token = _LOADING.set(saved)
         try:
             return super().load(dir_path, adata=adata, **kwargs)
         finally:

@@ -24,7 +24,9 @@ from scmint.model._base import (
     check_positive_int,
     fit_subsample,
     keep_torch_threads,
+    loading_saved_model,
     resolve_normalization,
+    saved_attribute,
 )
 from scmint.model._query_update import QueryUpdateMixin, reference_attributes
 from scmint.pp import neighbour_mean
@@ -228,16 +230,15 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
         self._pool_data: dict[str, Any] = {}
         if reference is None:
             self._pool, self._pool_labels = self._training_pool()
+            # loading: the scalers and centres come from the file, nothing is read
+            pool_data = None if loading_saved_model() else self._pool_matrices()
             self.scalers_ = self._fit_scalers(
-                norms,
-                target_sum,
-                max_value,
-                rows=dict.fromkeys(mods, self._pool),
-                data=self._pool_matrices(),
+                norms, target_sum, max_value, rows=dict.fromkeys(mods, self._pool), data=pool_data
             )
         else:  # a query update: the reference's cell types and scalers, nothing to train
             self._pool = np.zeros(0, dtype=np.int64)
             self._pool_labels = np.zeros(0, dtype=np.int64)
+            pool_data = None
             self.cell_types_ = np.asarray(reference["cell_types_"], dtype=object)
             self.scalers_ = reference["scalers_"]
         self.module = self._module_cls(
@@ -259,9 +260,7 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
         for m in mods:
             self.module.scalers[m].set_statistics(self.scalers_[m])
         with keep_torch_threads():
-            self._fit_input_centers(
-                rows=dict.fromkeys(mods, self._pool), data=self._pool_matrices()
-            )
+            self._fit_input_centers(rows=dict.fromkeys(mods, self._pool), data=pool_data)
         self._distances = None
         self._reference_cache: dict[str, tuple[np.ndarray, Any]] = {}
         self._model_summary_string = (
@@ -293,8 +292,11 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
                 "get_latent_representation(query, modality=...)."
             )
         pool = np.flatnonzero(paired & labelled)
-        if self._on_disk():
-            pool = fit_subsample(pool)  # the training cells are read into memory
+        if self._on_disk():  # the training cells are read into memory
+            saved = saved_attribute("training_cells_")
+            usable = saved is not None and np.isin(saved, pool).all()
+            pool = np.asarray(saved, dtype=np.int64) if usable else fit_subsample(pool)
+        self.training_cells_ = pool  # saved: a loaded model reads the same cells
         if len(pool) < 2:
             raise ValueError(
                 f"MINNET trains on paired, labelled cells; {int(paired.sum())} cells are "

@@ -31,6 +31,7 @@ from scmint.model._base import (
     keep_torch_threads,
     loading_saved_model,
     resolve_per_modality,
+    saved_attribute,
 )
 from scmint.model._centres import batch_centres
 from scmint.model._generative import (
@@ -331,7 +332,14 @@ class SCCROSS(
         self.representations_ = reps
         self.smoothing_neighbors = int(smoothing_neighbors)
         reference = reference_attributes()  # set while load_query_data builds a query model
-        if reference is None:
+        if reference is None and saved_attribute("transforms_") is not None:
+            # load: the transforms and the prior come from the file, nothing is refitted
+            self.transforms_ = saved_attribute("transforms_")
+            self.gene_set_transforms_ = saved_attribute("gene_set_transforms_") or {}
+            self.prior_ = saved_attribute("prior_")
+            self.prior_info_ = saved_attribute("prior_info_") or {}
+            self.batch_centers_ = None  # the file's (or none, for a file saved before them)
+        elif reference is None:
             self.transforms_ = self._fit_transforms(reps, int(n_components))
             self.gene_set_transforms_ = self._fit_gene_sets(
                 gene_sets, likelihoods, gene_set_components
