@@ -710,7 +710,9 @@ class MultiModalMixin:
         """Load a saved model (see :meth:`scvi.model.base.BaseModelClass.load`).
 
         The data passed as ``adata`` are checked as at training; what the model fitted
-        over its training cells (batch centres) comes from the file, not from ``adata``.
+        over its training cells (feature scalers, batch centres, SCCROSS's PCA / LSI and
+        MNN prior, the training subsample of a model trained from disk) comes from the
+        file, not from ``adata``: nothing is fitted again.
         """
         saved = {}
         model_file = Path(dir_path) / f"{kwargs.get('prefix') or ''}{SAVE_KEYS.MODEL_FNAME}"
