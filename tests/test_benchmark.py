@@ -470,3 +470,27 @@ def test_translation_space_is_read_from_the_models():
 
     assert translation_space(Declared(), "adt") == "counts"
     assert translation_space(object(), "adt") is None
+
+
+def test_sccross_claims_classifier_and_scores():
+    """The reference classifier of benchmarks/sccross_claims.py types held-out real RNA
+    cells of the simulator (so what it says of generated profiles means something), and
+    a short run scores generation and simulation within their ranges."""
+    import sccross_claims
+    import scmint
+
+    sim = scmint.data.simulate_multiome(n_cells=1200, n_peaks=0, paired_fraction=1.0, seed=1)
+    x, types = sim["rna"].X, sim["rna"].obs["cell_type"].astype(str).to_numpy()
+    train = np.arange(len(types)) % 3 > 0
+    classifier = sccross_claims.RNATypeClassifier(x[train], types[train])
+    assert np.mean(classifier.predict(x[~train]) == types[~train]) > 0.9
+    # shuffled genes carry no type: the vote falls to chance
+    rng = np.random.default_rng(0)
+    shuffled = x[~train].toarray()[:, rng.permutation(x.shape[1])]
+    assert np.mean(classifier.predict(shuffled) == types[~train]) < 0.7
+
+    row = sccross_claims.run(seed=0, n_cells=600, epochs=1)
+    assert row["prior"] and row["rare_type"] == "type4"
+    assert -1 <= row["proportion_r"] <= 1
+    for key in ("generated_typed_as_own", "rare_share_real", "simulated_rare_typed_rare"):
+        assert 0 <= row[key] <= 1
