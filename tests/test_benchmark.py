@@ -492,5 +492,6 @@ def test_sccross_claims_classifier_and_scores():
     row = sccross_claims.run(seed=0, n_cells=600, epochs=1)
     assert row["prior"] and row["rare_type"] == "type4"
     assert -1 <= row["proportion_r"] <= 1
-    for key in ("generated_typed_as_own", "rare_share_real", "simulated_rare_typed_rare"):
+    keys = ("generated_typed_as_own", "rare_recall_real", "simulated_rare_typed_rare")
+    for key in keys:
         assert 0 <= row[key] <= 1
