@@ -29,6 +29,7 @@ from scvi import REGISTRY_KEYS
 from scvi.model.base._constants import SAVE_KEYS
 from scvi.model.base._save_load import _load_saved_files
 
+from scmint._quiet import quiet_libraries
 from scmint._threads import keep_torch_threads
 from scmint.data import data_key, indicator_key, mask_key, prepare_query_mudata, row_batches
 from scmint.data._backed import OnDiskRows, in_memory, is_on_disk
@@ -717,7 +718,9 @@ class MultiModalMixin:
         saved = {}
         model_file = Path(dir_path) / f"{kwargs.get('prefix') or ''}{SAVE_KEYS.MODEL_FNAME}"
         if model_file.exists():  # else scvi-tools downloads it (backup_url) and refits
-            saved = _load_saved_files(dir_path, False, kwargs.get("prefix"), map_location="cpu")[0]
+            with quiet_libraries():
+                prefix = kwargs.get("prefix")
+                saved = _load_saved_files(dir_path, False, prefix, map_location="cpu")[0]
         token = _LOADING.set(saved)
         try:
             return super().load(dir_path, adata=adata, **kwargs)
