@@ -96,7 +96,8 @@ class MINNET(QueryUpdateMixin, MultiModalMixin, MuDataSetupMixin, BaseModelClass
     its kNN graph and its pairs span the training cells, and a Siamese reference of
     50,000 cells is far larger than the published ones. Everything else reads the file
     chunk by chunk: embeddings and predictions of every cell; :meth:`translate`
-    averages the profiles of those training cells.
+    averages the profiles of those training cells. Their rows are ``training_cells_``,
+    saved with the model, so a loaded model uses the same cells.
 
     Parameters
     ----------
