@@ -255,8 +255,9 @@ class MultiModalMixin:
         for m in self.modalities:
             if normalization[m] != "none":
                 self._check_nonnegative(m, normalization[m])
-        if saved_attribute("scalers_") is not None:
-            return saved_attribute("scalers_")
+        saved = saved_attribute("scalers_")
+        if saved is not None:
+            return saved
         scalers = {}
         with keep_torch_threads():
             for m in self.modalities:
@@ -716,10 +717,10 @@ class MultiModalMixin:
         file, not from ``adata``: nothing is fitted again.
         """
         saved = {}
-        model_file = Path(dir_path) / f"{kwargs.get('prefix') or ''}{SAVE_KEYS.MODEL_FNAME}"
-        if model_file.exists():  # else scvi-tools downloads it (backup_url) and refits
+        prefix = kwargs.get("prefix")
+        if (Path(dir_path) / f"{prefix or ''}{SAVE_KEYS.MODEL_FNAME}").exists():
+            # else scvi-tools downloads it (backup_url) and the model refits
             with quiet_libraries():
-                prefix = kwargs.get("prefix")
                 saved = _load_saved_files(dir_path, False, prefix, map_location="cpu")[0]
         token = _LOADING.set(saved)
         try:
