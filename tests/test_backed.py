@@ -378,6 +378,48 @@ def test_sccross_from_disk_fits_what_memory_fits_and_reads_the_file(
     _embeds_as_in_memory(disk, padded, tmp_path / "sccross", rtol=1e-4, atol=1e-5)
 
 
+def test_sccross_from_disk_reads_its_subsample_once_and_reduces_each_cell_once(
+    simulated_files, small_blocks, monkeypatch
+):
+    from scmint.data._backed import OnDiskRows
+
+    padded, path = simulated_files
+    reads = []
+    to_memory = OnDiskRows.to_memory
+
+    def counting_to_memory(self):
+        reads.append(len(self))
+        return to_memory(self)
+
+    monkeypatch.setattr(OnDiskRows, "to_memory", counting_to_memory)
+    model = _sccross(md.read_h5mu(path, backed=True))
+    # one subsample per modality serves the PCA / LSI and the prior's gene matrices
+    assert reads == [400, 400]
+    expected = {}
+    codes = model._cell_batch_codes(model.adata.obs)
+    for m in ("rna", "atac"):
+        rows = np.flatnonzero(model._registered_mask(m))
+        expected[m] = model._encoder_inputs(model._registered(m)[rows], m, batch=codes[rows])
+
+    reduced = []
+    for m, transform in model.transforms_.items():
+        original = transform.transform
+
+        def counting_transform(x, original=original, m=m):
+            reduced.append((m, x.shape[0]))
+            return original(x)
+
+        monkeypatch.setattr(transform, "transform", counting_transform)
+    model._install_tables()  # what train does first: no cell is reduced again
+    assert reduced == []
+    for i, m in enumerate(("rna", "atac")):
+        rows = np.flatnonzero(model._registered_mask(m))
+        table = getattr(model.module, f"_inputs_{i}").numpy()
+        np.testing.assert_array_equal(table[rows], expected[m])
+    model._install_tables()  # a second train reduces again, with the same result
+    assert sum(n for _, n in reduced) == 800
+
+
 def test_sccross_from_disk_fits_its_prior_on_a_subsample(
     simulated_files, small_blocks, monkeypatch, tmp_path
 ):

@@ -11,7 +11,8 @@ in-silico perturbation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from math import ceil, floor
@@ -202,12 +203,30 @@ class MultiModalMixin:
         """Registered rows ``rows`` of ``modality`` in memory, to fit a transform on.
 
         All of them for data in memory; at most :data:`ON_DISK_FIT_CELLS`, drawn at
-        random (:func:`fit_subsample`), when the data stay on disk.
+        random (:func:`fit_subsample`), when the data stay on disk. Inside
+        :meth:`_reading_fit_rows_once` the rows read from disk are kept and handed out
+        again to the next call for the same rows (treat them as read-only).
         """
         x = self._registered(modality)
-        if isinstance(x, OnDiskRows):
-            return x[fit_subsample(rows)].to_memory()
-        return x[rows]
+        if not isinstance(x, OnDiskRows):
+            return x[rows]
+        chosen = fit_subsample(rows)
+        kept = self.__dict__.get("_fit_rows_kept")
+        if kept is not None and modality in kept and np.array_equal(kept[modality][0], chosen):
+            return kept[modality][1]
+        data = x[chosen].to_memory()
+        if kept is not None:
+            kept[modality] = (chosen, data)
+        return data
+
+    @contextmanager
+    def _reading_fit_rows_once(self) -> Iterator[None]:
+        """While open, :meth:`_fit_rows` reads each modality's subsample from disk once."""
+        self.__dict__["_fit_rows_kept"] = {}
+        try:
+            yield
+        finally:
+            self.__dict__.pop("_fit_rows_kept", None)
 
     def _registered_mask(self, modality: str) -> np.ndarray:
         """Which registered cells were measured in ``modality``."""

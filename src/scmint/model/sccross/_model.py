@@ -21,7 +21,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from torch.distributions import Normal, kl_divergence
 
 from scmint.data import MuDataSetupMixin, RegisteredDataSplitter, row_batches
-from scmint.data._backed import OnDiskRows, in_memory
+from scmint.data._backed import OnDiskRows
 from scmint.model._base import (
     INFERENCE_BATCH,
     Cells,
@@ -340,19 +340,20 @@ class SCCROSS(
             self.prior_info_ = saved_attribute("prior_info_") or {}
             self.batch_centers_ = None  # the file's (or none, for a file saved before them)
         elif reference is None:
-            self.transforms_ = self._fit_transforms(reps, int(n_components))
-            self.gene_set_transforms_ = self._fit_gene_sets(
-                gene_sets, likelihoods, gene_set_components
-            )
             prior_kwargs = {
                 "n_comps": prior_components,
                 "n_neighbors": prior_neighbors,
                 "n_top_genes": prior_top_genes,
                 "cells_per_metacell": cells_per_metacell,
             }
-            self.prior_, self.prior_info_ = self._compute_prior(
-                gene_matrices, gene_annotation, protein_genes, prior_kwargs, center_batches
-            )
+            with self._reading_fit_rows_once():  # from disk: one read of the subsample
+                self.transforms_ = self._fit_transforms(reps, int(n_components))
+                self.gene_set_transforms_ = self._fit_gene_sets(
+                    gene_sets, likelihoods, gene_set_components
+                )
+                self.prior_, self.prior_info_ = self._compute_prior(
+                    gene_matrices, gene_annotation, protein_genes, prior_kwargs, center_batches
+                )
             # on load the centres come from the file; one saved before they existed has none
             fit_centers = center_batches and not loading_saved_model()
             self.batch_centers_ = self._fit_batch_centers() if fit_centers else None
@@ -595,7 +596,7 @@ class SCCROSS(
                 continue
             else:
                 own = ad.AnnData(
-                    X=sparse.csr_matrix(in_memory(self._registered(m)[rows[m]])),
+                    X=sparse.csr_matrix(self._fit_rows(m, rows[m])),
                     obs=pd.DataFrame(index=names),
                     var=pd.DataFrame(index=self.adata.mod[m].var_names),
                 )
@@ -715,9 +716,13 @@ class SCCROSS(
             scores = self.gene_set_transforms_.get(modality)
             if scores is not None:
                 rep = np.hstack([rep, scores.transform(x)])
-        if batch is not None and getattr(self, "batch_centers_", None) is not None:
-            rep = rep - self.batch_centers_[modality][batch]
-        return rep.astype(np.float32)
+        return self._centred(rep.astype(np.float32), modality, batch)
+
+    def _centred(self, rep: np.ndarray, modality: str, batch: np.ndarray | None) -> np.ndarray:
+        """Reduced rows ``rep`` less their batch's centre (with fitted centres and ``batch``)."""
+        if batch is None or getattr(self, "batch_centers_", None) is None:
+            return rep
+        return rep - self.batch_centers_[modality][batch]
 
     def _fit_batch_centers(
         self, reference: Mapping[str, np.ndarray] | None = None
@@ -735,17 +740,22 @@ class SCCROSS(
             return None
         all_codes = self._cell_batch_codes(self.adata.obs)
         classes = None if reference is not None else self._centering_classes()
-        centers = {}
+        centers, reduced = {}, {}
         for m in self.modalities:
             rows = np.flatnonzero(self._registered_mask(m))
-            rep = self._reduce(self._registered(m)[rows], m).astype(np.float64)
+            reduced[m] = (rows, self._reduce(self._registered(m)[rows], m))
             table = batch_centres(
-                rep, all_codes[rows], n_batch, None if classes is None else classes[rows]
+                reduced[m][1].astype(np.float64),
+                all_codes[rows],
+                n_batch,
+                None if classes is None else classes[rows],
             )
             if reference is not None:
                 n_ref = reference[m].shape[0]
                 table[:n_ref] = reference[m]
             centers[m] = table.astype(np.float32)
+        # kept for train (_install_tables), which would otherwise reduce every cell again
+        self.__dict__["_uncentred_inputs"] = reduced
         return centers
 
     @property
@@ -762,7 +772,10 @@ class SCCROSS(
         self, x, modality: str, graph=None, batch: np.ndarray | None = None
     ) -> np.ndarray:
         """Reduced (batch-centred, smoothed) encoder inputs of the rows of ``x``."""
-        rep = self._reduce(x, modality, batch)
+        return self._smoothed(self._reduce(x, modality, batch), graph)
+
+    def _smoothed(self, rep: np.ndarray, graph=None) -> np.ndarray:
+        """``rep`` averaged over each row's kNN (``graph``, default built from ``rep``)."""
         if self.smoothing_neighbors > 0:
             graph = self._smoothing_graph(rep) if graph is None else graph
             if graph is not None:
@@ -773,11 +786,16 @@ class SCCROSS(
         """Put the encoder inputs (and prior) of every registered cell on the module."""
         inputs = {}
         codes = self._cell_batch_codes(self.adata.obs) if self._encodes_batch else None
+        kept = self.__dict__.pop("_uncentred_inputs", {})  # reduced when the centres were fitted
         for m in self.modalities:
             rows = np.flatnonzero(self._registered_mask(m))
             batch = None if codes is None else codes[rows]
             table = np.zeros((self.adata.n_obs, self._input_width(m)), dtype=np.float32)
-            table[rows] = self._encoder_inputs(self._registered(m)[rows], m, batch=batch)
+            if m in kept and np.array_equal(kept[m][0], rows):
+                rep = self._centred(kept[m][1], m, batch)
+            else:
+                rep = self._reduce(self._registered(m)[rows], m, batch)
+            table[rows] = self._smoothed(rep)
             inputs[m] = table
         self.module.set_tables(inputs, self.prior_)
 
