@@ -46,15 +46,20 @@ METHODS = ("multivi", "minnet", "clue", "sccross", "conaae")
 def tiled_file(args: argparse.Namespace, tile: int) -> Path:
     """Where the padded dataset tiled ``tile`` times is written for ``--data disk``."""
     cells = "" if args.max_cells is None else f"_max{args.max_cells}"
-    return Path(args.files) / f"{args.dataset}{cells}_x{tile}.h5mu"
+    peaks = "" if args.peak_copies == 1 else f"_peaks{args.peak_copies}"
+    return Path(args.files) / f"{args.dataset}{cells}{peaks}_x{tile}.h5mu"
 
 
-def write_tiled(dataset: str, tile: int, max_cells: int | None, path: Path) -> None:
+def write_tiled(
+    dataset: str, tile: int, max_cells: int | None, path: Path, peak_copies: int = 1
+) -> None:
     """Write the padded dataset tiled ``tile`` times, streaming the tiles into the file.
 
     One untiled copy is padded and written (X and obs only); each further tile is
     appended to every modality's sparse X on disk, then the obs tables and mudata's
     obs maps are rewritten for all cells: memory stays that of one copy.
+    ``peak_copies``: the ATAC matrix side by side with itself that many times (SNARE-seq
+    x 2: 51.5k peaks at SNARE-seq's density).
     """
     import anndata as ad
     import h5py
@@ -67,14 +72,16 @@ def write_tiled(dataset: str, tile: int, max_cells: int | None, path: Path) -> N
     from harness import dataset_info
     from scmint.data import pad_mudata, write_h5mu
 
-    modalities = list(dataset_info(dataset)["modalities"])
+    info = dataset_info(dataset)
+    modalities = list(info["modalities"])
     padded = pad_mudata(tiled(dataset, 1, max_cells), modalities=modalities)
-    base = md.MuData(
-        {
-            m: ad.AnnData(X=sparse.csr_matrix(padded[m].X, dtype=np.float32), obs=padded[m].obs)
-            for m in modalities
-        }
-    )
+
+    def matrix(m):
+        x = sparse.csr_matrix(padded[m].X, dtype=np.float32)
+        copies = peak_copies if info["kinds"][m] == "atac" else 1
+        return x if copies == 1 else sparse.hstack([x] * copies, format="csr")
+
+    base = md.MuData({m: ad.AnnData(X=matrix(m), obs=padded[m].obs) for m in modalities})
     base.obs = padded.obs.copy()
     base.uns.update(padded.uns)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +179,7 @@ def run_in_child(args: argparse.Namespace, method: str, tile: int) -> dict:
         command += ["--max-cells", str(args.max_cells)]
     if args.data == "disk":
         command += ["--data", "disk", "--files", args.files]
+        command += ["--peak-copies", str(args.peak_copies)]
         command += ["--train-fraction", str(args.train_fraction)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -184,6 +192,7 @@ def run_in_child(args: argparse.Namespace, method: str, tile: int) -> dict:
     row = json.loads(rows[-1][4:]) if rows else failed
     row.update(
         tile=tile,
+        peak_copies=args.peak_copies,
         wall_s=round(wall, 1),
         peak_rss_mb=round(usage.ru_maxrss / 1024),  # kB on Linux
         returncode=proc.returncode,
@@ -227,7 +236,11 @@ def _merged(earlier: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
     if "data" not in earlier:
         earlier["data"] = "memory"  # rows from before on-disk runs
     earlier["data"] = earlier["data"].fillna("memory")
-    key = ["method", "tile", "data"]
+    for frame in (earlier, now):  # rows from before --peak-copies: one copy
+        if "peak_copies" not in frame:
+            frame["peak_copies"] = 1
+        frame["peak_copies"] = frame["peak_copies"].fillna(1).astype(int)
+    key = ["method", "tile", "data", "peak_copies"]
     done = set(map(tuple, now[key].to_numpy()))
     keep = [tuple(k) not in done for k in earlier[key].to_numpy()]
     return pd.concat([earlier[keep], now], ignore_index=True)
@@ -270,12 +283,20 @@ def main() -> None:  # noqa: D103
     parser.add_argument(
         "--train-fraction", type=float, default=1.0, help="share of each epoch's minibatches"
     )
+    parser.add_argument(
+        "--peak-copies",
+        type=int,
+        default=1,
+        help="--data disk: the peaks side by side this many times (2: 51.5k SNARE-seq peaks)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--write-file", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     tiles = [int(t) for t in args.tiles.split(",")]
     if args.write_file:
-        write_tiled(args.dataset, tiles[0], args.max_cells, tiled_file(args, tiles[0]))
+        write_tiled(
+            args.dataset, tiles[0], args.max_cells, tiled_file(args, tiles[0]), args.peak_copies
+        )
         return
     if args.child is not None:
         path = tiled_file(args, tiles[0]) if args.data == "disk" else None
@@ -304,7 +325,7 @@ def main() -> None:  # noqa: D103
             t0 = time.perf_counter()
             command = [sys.executable, str(Path(__file__).resolve()), "--write-file"]
             command += ["--dataset", args.dataset, "--tiles", str(tile)]
-            command += ["--files", args.files]
+            command += ["--files", args.files, "--peak-copies", str(args.peak_copies)]
             if args.max_cells is not None:
                 command += ["--max-cells", str(args.max_cells)]
             subprocess.run(command, check=True)

@@ -523,3 +523,35 @@ def test_minnet_claims_conditions():
     assert rho["true pairs"] > rho["control: same type, random mini-bulk"] + 0.01
     assert rho["unpaired, smoothing k=20"] > rho["unpaired, no smoothing"]
     assert 10 < rows[0]["bulks"] <= 40 and rows[0]["query_cells"] == 2465
+
+
+def test_scale_file_with_peak_copies(tmp_path):
+    """benchmarks/scale.py writes a tiled file whose peaks sit side by side ``peak_copies``
+    times (the 50k-peak rows), and keeps rows of another peak count when appending."""
+    import mudata as md
+
+    import scale
+    from gpu_speed import tiled
+
+    _need("snare_mouse_cortex")
+    path = tmp_path / "tiled.h5mu"
+    scale.write_tiled("snare_mouse_cortex", 2, 200, path, peak_copies=2)
+    written = md.read_h5mu(path, backed=True)
+    one = tiled("snare_mouse_cortex", 1, 200)
+    n_peaks = one["atac"].n_vars
+    assert written.n_obs == 400 and written["atac"].n_vars == 2 * n_peaks
+    assert written["rna"].n_vars == one["rna"].n_vars
+    atac = written["atac"].X[200:400]  # the second tile
+    first = atac[:, :n_peaks].toarray()
+    np.testing.assert_array_equal(first, atac[:, n_peaks:].toarray())
+    order = one["atac"].obs_names.get_indexer([n[:-2] for n in written["atac"].obs_names[:200]])
+    np.testing.assert_array_equal(first, one["atac"].X[order].toarray())
+
+    earlier = pd.DataFrame([{"method": "clue", "tile": 1, "data": "disk", "epoch_s": 1.0}])
+    now = pd.DataFrame(
+        [{"method": "clue", "tile": 1, "data": "disk", "epoch_s": 2.0, "peak_copies": 2}]
+    )
+    merged = scale._merged(earlier, now)
+    assert merged["peak_copies"].tolist() == [1, 2]  # another peak count: both rows kept
+    again = scale._merged(merged, now.assign(epoch_s=3.0))
+    assert again["epoch_s"].tolist() == [1.0, 3.0]  # same key: replaced
