@@ -203,8 +203,14 @@ def test_render_ablation_section(tmp_path):
     append_row({"variant": "no cycle"} | off, abl)
     text = render(csv, tmp_path / "B.md", figures_dir=None, ablations=abl)
     assert "### newmodel on bmmc_cite_starter — P1" in text
-    assert "| full | `{}` | 0.120 |" in text and "| full | `{}` | 0.100 |" not in text
-    assert '| no cycle | `{"cycle_weight": 0.0}` | 0.300 |' in text
+    assert "| full | `{}` | 1 | 0.120 |" in text and "| full | `{}` | 1 | 0.100 |" not in text
+    assert '| no cycle | `{"cycle_weight": 0.0}` | 1 | 0.300 |' in text
+    # another seed of a variant: mean ± sd over the seeds' latest runs
+    seeded = {"params": json.dumps({"cycle_weight": 0.0, "seed": 1}), "foscttm": 0.40}
+    append_row({"variant": "no cycle"} | off | seeded, abl)
+    text = render(csv, tmp_path / "B.md", figures_dir=None, ablations=abl)
+    assert '| no cycle | `{"cycle_weight": 0.0}` | 2 | 0.350 ± 0.071 |' in text
+    assert "| full | `{}` | 1 | 0.120 |" in text
 
 
 def test_data_dir_env_override(monkeypatch, tmp_path):

@@ -473,16 +473,34 @@ _ABLATION_COLS = [c for c in _SCORE_COLS if c[0] != "matching_score"] + [
 ]
 
 
+def _params(row: pd.Series) -> dict:
+    return json.loads(row["params"]) if isinstance(row.get("params"), str) else {}
+
+
+def _seed_mean(values: pd.Series) -> str:
+    """One run: its value; several seeds: ``mean ± sd``."""
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if len(values) < 2:
+        return _fmt(values.iloc[0] if len(values) else None)
+    return f"{_fmt(values.mean())} ± {_fmt(values.std())}"
+
+
 def ablation_section(ablations: pd.DataFrame) -> list[str]:
-    """Markdown lines: one table per (method, dataset, protocol), one row per variant."""
+    """Markdown lines: one table per (method, dataset, protocol), one row per variant.
+
+    The latest run per variant and seed (``params["seed"]``); a variant run with several
+    seeds shows ``mean ± sd`` over them.
+    """
     df = ablations.sort_values("timestamp", kind="stable")
-    df = df.groupby(["method", "dataset", "protocol", "variant"], sort=False).tail(1)
+    df = df.assign(_seed=[_params(r).get("seed", 0) for _, r in df.iterrows()])
+    df = df.groupby(["method", "dataset", "protocol", "variant", "_seed"], sort=False).tail(1)
     out = [
         "## Ablations",
         "",
-        "Each row is one run on the same split and seed with one part of the model switched "
-        "off (params: the method's keyword arguments). Regenerate: "
-        "`.venv/bin/python benchmarks/ablation.py --method M --dataset D --protocol P`.",
+        "Each row is one part of the model switched off, trained on the same split "
+        "(params: the method's keyword arguments); one run per seed, `mean ± sd` where "
+        "several seeds ran. Regenerate: `.venv/bin/python benchmarks/ablation.py --method M "
+        "--dataset D --protocol P [--seed S]`.",
         "",
     ]
     for (method, dataset, protocol), sub in df.groupby(
@@ -490,19 +508,33 @@ def ablation_section(ablations: pd.DataFrame) -> list[str]:
     ):
         out += [f"### {method} on {dataset} — {protocol}", ""]
         rows = []
-        for _, r in sub.iterrows():
-            params = json.loads(r["params"]) if isinstance(r.get("params"), str) else {}
+        for variant, runs in sub.groupby("variant", sort=False):
+            last = runs.iloc[-1]
             switches = {
                 k: v
-                for k, v in params.items()
+                for k, v in _params(last).items()
                 if k not in ("max_epochs", "seed", "use_labels", "use_batch")
             }
-            rows.append(
-                [str(r["variant"]), f"`{json.dumps(switches)}`"]
-                + [_epochs(r) if c == "n_epochs" else _fmt(r[c]) for c, _ in _ABLATION_COLS]
-            )
-        out += [_table(["variant", "params"] + [h for _, h in _ABLATION_COLS], rows), ""]
+            cells = [str(variant), f"`{json.dumps(switches)}`", str(len(runs))]
+            for c, _ in _ABLATION_COLS:
+                if c == "n_epochs":
+                    cells.append(_epochs(last) if len(runs) == 1 else _epoch_range(runs))
+                elif c == "train_time_s":
+                    cells.append(_fmt(pd.to_numeric(runs[c], errors="coerce").mean()))
+                else:
+                    cells.append(_seed_mean(runs[c]))
+            rows.append(cells)
+        header = ["variant", "params", "seeds"] + [h for _, h in _ABLATION_COLS]
+        out += [_table(header, rows), ""]
     return out
+
+
+def _epoch_range(runs: pd.DataFrame) -> str:
+    """``lo-hi / max`` epochs over several runs."""
+    n = pd.to_numeric(runs["n_epochs"], errors="coerce").dropna().astype(int)
+    max_epochs = _params(runs.iloc[-1]).get("max_epochs")
+    span = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+    return f"{span} / {max_epochs if max_epochs else 'default'}"
 
 
 SEEDS_COMMAND = "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python benchmarks/seeds.py"
