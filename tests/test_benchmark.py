@@ -503,6 +503,24 @@ def test_sccross_claims_classifier_and_scores():
         assert 0 <= row[key] <= 1
 
 
+def test_sccross_claims_atac_classifier():
+    """The ATAC classifier of benchmarks/sccross_claims.py --snare types held-out real
+    ATAC cells of the simulator, and falls towards chance on shuffled peaks."""
+    import sccross_claims
+    import scmint
+
+    sim = scmint.data.simulate_multiome(n_cells=1200, paired_fraction=1.0, seed=2)
+    x, types = sim["atac"].X, sim["atac"].obs["cell_type"].astype(str).to_numpy()
+    train = np.arange(len(types)) % 3 > 0
+    classifier = sccross_claims.ATACTypeClassifier(x[train], types[train])
+    assert np.mean(classifier.predict(x[~train]) == types[~train]) > 0.8
+    rng = np.random.default_rng(0)
+    shuffled = sparse.csr_matrix(x[~train].toarray()[:, rng.permutation(x.shape[1])])
+    assert np.mean(classifier.predict(shuffled) == types[~train]) < 0.7
+    recall = sccross_claims.held_out_recall(x, types, "type0", sccross_claims.ATACTypeClassifier)
+    assert 0.8 < recall <= 1
+
+
 def test_minnet_claims_conditions():
     """benchmarks/minnet_claims.py: the control keeps each mini-bulk's type and shuffles
     which mini-bulk it is, and on SNARE-seq the measured pairs and smoothing order the
