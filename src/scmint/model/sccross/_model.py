@@ -156,10 +156,11 @@ class SCCROSS(
     every cell, reading minibatches from the file (:mod:`scmint.data._backed`). What
     needs cells in memory is fitted on at most
     :data:`~scmint.model._base.ON_DISK_FIT_CELLS` (50,000) cells of each modality, drawn
-    at random (seeded by ``scvi.settings.seed``): the PCA / LSI (and gene-set) transforms
-    and the MNN prior, whose Gram terms then act on those cells only. The reduced,
-    smoothed encoder inputs of every cell (``cells x n_components`` per modality) and the
-    smoothing graph are computed chunk by chunk and held in memory.
+    at random (seeded by ``scvi.settings.seed``) and read once: the PCA / LSI (and
+    gene-set) transforms and the MNN prior, whose Gram terms then act on those cells
+    only. The reduced, smoothed encoder inputs of every cell (``cells x n_components``
+    per modality) and the smoothing graph are computed chunk by chunk, in one pass over
+    the file (shared by the batch centres and the training tables), and held in memory.
 
     Parameters
     ----------
