@@ -207,15 +207,21 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")  # a script, not the library: no display
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
     table = table.assign(data=table.get("data", pd.Series("memory", index=table.index)))
     table["data"] = table["data"].fillna("memory")
+    copies = table.get("peak_copies", pd.Series(1, index=table.index))
+    table["peak_copies"] = copies.fillna(1).astype(int)
     methods = sorted(table["method"].unique())
     colors = dict(zip(methods, plt.get_cmap("tab10").colors[: len(methods)], strict=True))
-    for (method, data), rows in table.dropna(subset=["epoch_s"]).groupby(["method", "data"]):
+    groups = table.dropna(subset=["epoch_s"]).groupby(["method", "data", "peak_copies"])
+    for (method, data, n_copies), rows in groups:
         rows = rows.sort_values("cells")
-        style = "o--" if data == "disk" else "o-"  # dashed: trained from a backed file
+        # dashed: trained from a backed file; squares: the peaks repeated
+        style = ("s" if n_copies > 1 else "o") + ("--" if data == "disk" else "-")
         label = f"{method} (from disk)" if data == "disk" else method
+        if n_copies > 1:
+            label += f", peaks x{n_copies}"
         for ax, y in zip(axes, (rows.epoch_s, rows.peak_rss_mb / 1024), strict=True):
             ax.plot(rows.cells, y, style, color=colors[method], label=label)
     for ax, label in zip(axes, ("seconds per epoch", "peak RSS (GB)"), strict=True):
@@ -224,7 +230,8 @@ def plot(table: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("cells")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
     fig.savefig(path, dpi=120)
 
 
