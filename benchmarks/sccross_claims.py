@@ -114,6 +114,16 @@ def held_out_recall(counts, types: np.ndarray, label: str, classifier=None) -> f
     return float(np.mean(np.concatenate(hits)))
 
 
+def train_sccross(padded, seed: int, epochs: int, **kwargs):
+    """SCCROSS set up with the batches, trained ``epochs`` + ``epochs``; model and seconds."""
+    scvi.settings.seed = seed
+    scmint.model.SCCROSS.setup_mudata(padded, batch_key="batch")
+    model = scmint.model.SCCROSS(padded, **kwargs)
+    start = time.perf_counter()
+    model.train(max_epochs=epochs, pretrain_epochs=epochs, enable_progress_bar=False)
+    return model, time.perf_counter() - start
+
+
 def run(seed: int, n_cells: int, epochs: int, smoothing_neighbors: int = 20) -> dict:
     """Train SCCROSS on one simulation and score generation and simulation."""
     sim = scmint.data.simulate_multiome(n_cells=n_cells, paired_fraction=0.0, seed=seed)
@@ -121,12 +131,7 @@ def run(seed: int, n_cells: int, epochs: int, smoothing_neighbors: int = 20) -> 
     types = padded.obs["cell_type"].astype(str).to_numpy()
     rna = padded.obs[scmint.data.indicator_key("rna")].to_numpy() > 0
     atac = padded.obs[scmint.data.indicator_key("atac")].to_numpy() > 0
-    scvi.settings.seed = seed
-    scmint.model.SCCROSS.setup_mudata(padded, batch_key="batch")
-    model = scmint.model.SCCROSS(padded, smoothing_neighbors=smoothing_neighbors)
-    start = time.perf_counter()
-    model.train(max_epochs=epochs, pretrain_epochs=epochs, enable_progress_bar=False)
-    train_s = time.perf_counter() - start
+    model, train_s = train_sccross(padded, seed, epochs, smoothing_neighbors=smoothing_neighbors)
 
     classifier = RNATypeClassifier(padded["rna"].X[rna], types[rna])
     generated = model.translate(source="atac", target="rna", indices=np.flatnonzero(atac))
@@ -177,12 +182,7 @@ def run_snare(seed: int, epochs: int, state: str = "Ast", fold: float = 1.0) -> 
             padded["atac"], links=folder / "gene_peak_prior.npz", gene_names=genes
         )
     }
-    scvi.settings.seed = seed
-    scmint.model.SCCROSS.setup_mudata(padded, batch_key="batch")
-    model = scmint.model.SCCROSS(padded, gene_matrices=matrices)
-    start = time.perf_counter()
-    model.train(max_epochs=epochs, pretrain_epochs=epochs, enable_progress_bar=False)
-    train_s = time.perf_counter() - start
+    model, train_s = train_sccross(padded, seed, epochs, gene_matrices=matrices)
 
     simulated = model.simulate("cell_type", state, fold=fold, seed=seed)
     row = {
