@@ -133,9 +133,10 @@ class SCCROSS(
 
     **Small populations.** Within the epochs a CPU allows, the decoders underfit small
     cell types: generated and simulated profiles of a type of a few percent of the cells
-    come out close to the large types. On SNARE-seq, 13 % of 444 astrocytes simulated by
-    :meth:`simulate` (20 + 20 epochs) are typed as astrocytes in RNA, against 94 % of
-    real ones; on the simulator a 2.7 % type, 1-2 % (``BENCHMARKS.md``, scCross's claims).
+    come out close to the large types. On SNARE-seq, 13-18 % of 444 astrocytes simulated
+    by :meth:`simulate` (20 + 20 epochs, three seeds) are typed as astrocytes in RNA,
+    against 94 % of real ones, and none in ATAC; on the simulator a 2.7 % type, 1-2 %
+    (``BENCHMARKS.md``, scCross's claims).
     Check simulated cells of small types against the real ones before using them.
 
     **Batches.** With ``batch_key``, the decoders have per-batch parameters (as
