@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import time
 import warnings
@@ -60,10 +59,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import scmint  # noqa: E402
+from harness import data_dir, dataset_info, load_dataset  # noqa: E402
 from harness._runner import git_commit  # noqa: E402
 
 OUT = HERE / "minnet_claims.csv"
-DATA = Path(os.environ.get("SCMINT_DATA", HERE.parents[1] / "shared" / "data"))
 QUERY_LIBRARIES = ["09J", "09K", "09L"]
 WINDOW = 150_000
 SMOOTHING = (5, 10, 20)
@@ -105,12 +104,10 @@ def shuffle_within_type(bulks, seed: int):
 
 
 def read_snare():
-    """The SNARE-seq MuData (read-only) and its gene-peak prior."""
-    folder = DATA / "snare_mouse_cortex"
-    if not folder.exists():
-        raise FileNotFoundError(f"{folder} not found: set SCMINT_DATA to the shared data folder")
-    mdata = scmint.data.read_h5mu(folder / "snare_mouse_cortex.h5mu")
-    return mdata, sp.load_npz(folder / "gene_peak_prior.npz").tocsr()
+    """The SNARE-seq MuData (read-only) and its gene-peak prior, from the harness's data."""
+    name = "snare_mouse_cortex"
+    links = data_dir() / name / dataset_info(name)["gene_peak_links"]
+    return load_dataset(name), sp.load_npz(links).tocsr()
 
 
 def run(

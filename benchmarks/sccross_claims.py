@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import time
 import warnings
@@ -62,11 +61,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import scmint  # noqa: E402
+from harness import data_dir, dataset_info, load_dataset  # noqa: E402
 from harness._runner import git_commit  # noqa: E402
 
 OUT = HERE / "sccross_claims.csv"
 SNARE_OUT = HERE / "sccross_claims_snare.csv"
-DATA = Path(os.environ.get("SCMINT_DATA", HERE.parents[1] / "shared" / "data"))
 SIMULATED_RARE = 200  # cells simulated for the rare type
 
 
@@ -170,8 +169,8 @@ def run_snare(seed: int, epochs: int, state: str = "Ast", fold: float = 1.0) -> 
     ``fold`` times the state's cell count; RNA and ATAC classifiers trained on all real
     cells (23 fine types) type the simulated cells.
     """
-    folder = DATA / "snare_mouse_cortex"
-    mdata = scmint.data.read_h5mu(folder / "snare_mouse_cortex.h5mu")
+    name = "snare_mouse_cortex"
+    mdata = load_dataset(name)
     padded = scmint.data.pad_mudata(mdata)
     padded.obs["cell_type"] = mdata["rna"].obs["cell_type"].reindex(padded.obs_names).to_numpy()
     padded.obs["batch"] = mdata["rna"].obs["batch"].reindex(padded.obs_names).to_numpy()
@@ -179,7 +178,9 @@ def run_snare(seed: int, epochs: int, state: str = "Ast", fold: float = 1.0) -> 
     genes = padded["rna"].var_names
     matrices = {
         "atac": scmint.pp.gene_activity(
-            padded["atac"], links=folder / "gene_peak_prior.npz", gene_names=genes
+            padded["atac"],
+            links=data_dir() / name / dataset_info(name)["gene_peak_links"],
+            gene_names=genes,
         )
     }
     model, train_s = train_sccross(padded, seed, epochs, gene_matrices=matrices)
